@@ -1,0 +1,220 @@
+//! The registry file (members, households, coverages, providers) read by `claimctl adjudicate
+//! --registry` and `claimctl registry import`.
+
+use serde_json::{Map, Value, json};
+use thiserror::Error;
+
+use super::fields::{self, FieldResult, describe, problem};
+use crate::claim::Scheme;
+use crate::date::{Period, YearMonth};
+use crate::ids::{AgreementName, HouseholdId, IdError, MemberId, PlanName, ProviderId};
+use crate::registry::{Coverage, Member, Provider, Registry};
+use crate::rules::PackSettings;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RegistryError {
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    #[error("{0}")]
+    Field(String),
+    #[error("{kind} {id} appears twice")]
+    Duplicate { kind: &'static str, id: String },
+    #[error("{0}")]
+    UnknownNames(String),
+}
+
+/// Parses a registry file.
+pub fn parse_registry(text: &str) -> Result<Registry, RegistryError> {
+    let value: Value = serde_json::from_str(text).map_err(|error| RegistryError::NotJson(error.to_string()))?;
+    let object = fields::object(&value, "registry").map_err(field_error)?;
+    let mut registry = Registry::default();
+    for (index, raw) in fields::array(object, "", "members").map_err(field_error)?.iter().enumerate() {
+        let member = parse_member(raw, &format!("members[{index}]")).map_err(field_error)?;
+        let id = member.member_id.to_string();
+        if registry.members.insert(member.member_id.clone(), member).is_some() {
+            return Err(RegistryError::Duplicate { kind: "member", id });
+        }
+    }
+    for (index, raw) in fields::array(object, "", "providers").map_err(field_error)?.iter().enumerate() {
+        let provider = parse_provider(raw, &format!("providers[{index}]")).map_err(field_error)?;
+        let id = provider.provider_id.to_string();
+        if registry.providers.insert(provider.provider_id.clone(), provider).is_some() {
+            return Err(RegistryError::Duplicate { kind: "provider", id });
+        }
+    }
+    Ok(registry)
+}
+
+/// Every plan and agreement the registry names must exist in the pack: this lists the ones
+/// that do not, so an import can refuse the whole file at once.
+pub fn check_registry_names(registry: &Registry, pack: &PackSettings) -> Result<(), RegistryError> {
+    let mut unknown = Vec::new();
+    for member in registry.members.values() {
+        for coverage in &member.coverages {
+            match pack.plans.get(&coverage.plan) {
+                None => unknown.push(format!("member {}: unknown plan {:?}", member.member_id, coverage.plan.as_str())),
+                Some(plan) if plan.scheme != coverage.scheme => unknown.push(format!(
+                    "member {}: plan {:?} is a {} plan, not {}",
+                    member.member_id,
+                    coverage.plan.as_str(),
+                    plan.scheme.name(),
+                    coverage.scheme.name()
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for provider in registry.providers.values() {
+        if let Some(agreement) = &provider.agreement
+            && !pack.agreements.contains(agreement)
+        {
+            unknown.push(format!("provider {}: unknown agreement {:?}", provider.provider_id, agreement.as_str()));
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(RegistryError::UnknownNames(format!(
+            "the registry names what pack {} does not know: {}",
+            pack.version.pack,
+            unknown.join("; ")
+        )))
+    }
+}
+
+fn field_error(error: fields::FieldError) -> RegistryError {
+    RegistryError::Field(error.to_string())
+}
+
+fn id<T>(object: &Map<String, Value>, path: &str, name: &str, parse: fn(&str) -> Result<T, IdError>) -> FieldResult<T> {
+    let text = fields::string(object, path, name)?;
+    parse(text).or_else(|error| problem(&fields::join(path, name), error.to_string()))
+}
+
+fn parse_member(value: &Value, path: &str) -> FieldResult<Member> {
+    let object = fields::object(value, path)?;
+    let member_id = id(object, path, "member_id", MemberId::parse)?;
+    let household_id = id(object, path, "household_id", HouseholdId::parse)?;
+    let birth_date = fields::date(object, path, "birth_date")?;
+    let attributes = fields::attributes(object, path, "attributes")?;
+    let coverages = fields::array(object, path, "coverages")?
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| parse_coverage(raw, &format!("{path}.coverages[{index}]")))
+        .collect::<FieldResult<Vec<_>>>()?;
+    Ok(Member { member_id, household_id, birth_date, attributes, coverages })
+}
+
+fn parse_period(object: &Map<String, Value>, path: &str) -> FieldResult<Period> {
+    let from = fields::date(object, path, "from")?;
+    let to = fields::optional_date(object, path, "to")?;
+    if to.is_some_and(|to| to < from) {
+        return problem(&fields::join(path, "to"), "ends before it starts");
+    }
+    Ok(Period { from, to })
+}
+
+fn parse_coverage(value: &Value, path: &str) -> FieldResult<Coverage> {
+    let object = fields::object(value, path)?;
+    let scheme_name = fields::string(object, path, "scheme")?;
+    let Some(scheme) = Scheme::parse(scheme_name) else {
+        return problem(
+            &fields::join(path, "scheme"),
+            format!("expected compulsory or supplementary, got {scheme_name:?}"),
+        );
+    };
+    let plan = id(object, path, "plan", PlanName::parse)?;
+    let period = parse_period(object, path)?;
+    let waiting_until = fields::optional_date(object, path, "waiting_until")?;
+    let suspended = match fields::optional(object, "suspended") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let item_path = format!("{path}.suspended[{index}]");
+                parse_period(fields::object(item, &item_path)?, &item_path)
+            })
+            .collect::<FieldResult<Vec<_>>>()?,
+        Some(other) => {
+            return problem(&fields::join(path, "suspended"), format!("expected a list, got {}", describe(other)));
+        }
+    };
+    let unpaid_months = match fields::optional(object, "unpaid_months") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let item_path = format!("{path}.unpaid_months[{index}]");
+                match item {
+                    Value::String(text) => YearMonth::parse(text)
+                        .or_else(|_| problem(&item_path, format!("{text:?} is not a month (YYYY-MM)"))),
+                    other => problem(&item_path, format!("expected a month \"YYYY-MM\", got {}", describe(other))),
+                }
+            })
+            .collect::<FieldResult<Vec<_>>>()?,
+        Some(other) => {
+            return problem(&fields::join(path, "unpaid_months"), format!("expected a list, got {}", describe(other)));
+        }
+    };
+    Ok(Coverage { scheme, plan, period, waiting_until, suspended, unpaid_months })
+}
+
+fn parse_provider(value: &Value, path: &str) -> FieldResult<Provider> {
+    let object = fields::object(value, path)?;
+    let provider_id = id(object, path, "provider_id", ProviderId::parse)?;
+    let agreement = match fields::optional(object, "agreement") {
+        None => None,
+        Some(Value::String(text)) => Some(
+            AgreementName::parse(text).or_else(|error| problem(&fields::join(path, "agreement"), error.to_string()))?,
+        ),
+        Some(other) => {
+            return problem(
+                &fields::join(path, "agreement"),
+                format!("expected a string or null, got {}", describe(other)),
+            );
+        }
+    };
+    let period = parse_period(object, path)?;
+    let attributes = fields::attributes(object, path, "attributes")?;
+    Ok(Provider { provider_id, agreement, period, attributes })
+}
+
+/// The registry file form of a registry (for exports and for recording snapshots).
+pub fn registry_to_json(registry: &Registry) -> Value {
+    json!({
+        "members": registry.members.values().map(member_to_json).collect::<Vec<_>>(),
+        "providers": registry.providers.values().map(provider_to_json).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn member_to_json(member: &Member) -> Value {
+    json!({
+        "member_id": member.member_id.as_str(),
+        "household_id": member.household_id.as_str(),
+        "birth_date": member.birth_date.to_string(),
+        "attributes": fields::attributes_to_json(&member.attributes),
+        "coverages": member.coverages.iter().map(|coverage| json!({
+            "scheme": coverage.scheme.name(),
+            "plan": coverage.plan.as_str(),
+            "from": coverage.period.from.to_string(),
+            "to": coverage.period.to.map(|to| to.to_string()),
+            "waiting_until": coverage.waiting_until.map(|day| day.to_string()),
+            "suspended": coverage.suspended.iter()
+                .map(|period| json!({"from": period.from.to_string(), "to": period.to.map(|to| to.to_string())}))
+                .collect::<Vec<_>>(),
+            "unpaid_months": coverage.unpaid_months.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn provider_to_json(provider: &Provider) -> Value {
+    json!({
+        "provider_id": provider.provider_id.as_str(),
+        "agreement": provider.agreement.as_ref().map(AgreementName::as_str),
+        "from": provider.period.from.to_string(),
+        "to": provider.period.to.map(|to| to.to_string()),
+        "attributes": fields::attributes_to_json(&provider.attributes),
+    })
+}

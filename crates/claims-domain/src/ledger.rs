@@ -1,0 +1,193 @@
+//! The embedded mode's store: an in-memory book of decisions, counters and line history, with
+//! the same idempotency rules as the PostgreSQL store. Used by `claimctl adjudicate` and by the
+//! pack test runner. Pure: it never touches a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::accumulators::{CounterKey, CounterMove, Counters, Subject};
+use crate::contract::{Message, parse_message};
+use crate::decision::{Decision, Outcome};
+use crate::ids::MemberId;
+use crate::pipeline::{self, History, Inputs, LineFingerprint};
+use crate::registry::{Registry, RegistrySnapshot};
+use crate::rules::RulePack;
+
+/// What one message did: the decision, and the recorded effect when it is a new decision
+/// (`None` when an earlier decision was given again).
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub decision: Decision,
+    pub effect: Option<Effect>,
+}
+
+/// The inputs and effects of a new decision: what an audit entry records.
+#[derive(Debug, Clone)]
+pub struct Effect {
+    pub registry: RegistrySnapshot,
+    pub counters_before: Counters,
+    pub history: History,
+    pub moves: Vec<CounterMove>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    decision: Decision,
+    moves: Vec<CounterMove>,
+    fingerprints: Vec<LineFingerprint>,
+    member_id: Option<MemberId>,
+    reversal: Option<Decision>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    registry: Registry,
+    counters: Counters,
+    entries: BTreeMap<(String, String), Entry>,
+    history: BTreeMap<MemberId, BTreeSet<LineFingerprint>>,
+}
+
+impl Ledger {
+    pub fn new(registry: Registry) -> Ledger {
+        Ledger { registry, ..Ledger::default() }
+    }
+
+    pub fn set_counter(&mut self, key: CounterKey, value: i64) {
+        self.counters.set(key, value);
+    }
+
+    pub fn counter(&self, key: &CounterKey) -> i64 {
+        self.counters.get(key)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Decides one message (a claim/v1 or cancellation/v1 as JSON text).
+    pub fn submit(&mut self, text: &str, pack: &dyn RulePack) -> Decision {
+        self.record(text, pack).decision
+    }
+
+    /// Decides one message and says what it changed.
+    pub fn record(&mut self, text: &str, pack: &dyn RulePack) -> Recorded {
+        let settings = pack.settings();
+        match parse_message(text) {
+            Err(rejection) => Recorded {
+                decision: pipeline::rejected_message(&rejection, settings),
+                effect: Some(self.effect_for(None, Vec::new())),
+            },
+            Ok(Message::Claim(claim)) => {
+                let key = (claim.provider_id.to_string(), claim.claim_id.to_string());
+                if let Some(entry) = self.entries.get(&key)
+                    && entry.decision.outcome != Outcome::Error
+                {
+                    return Recorded { decision: entry.decision.clone(), effect: None };
+                }
+                let snapshot = self.registry.snapshot(&claim.member_id, &claim.provider_id);
+                let counters_before = self.counters_for(&snapshot);
+                let history = History::new(self.history.get(&claim.member_id).into_iter().flatten().cloned());
+                let adjudication = pipeline::adjudicate(
+                    &Inputs { claim: &claim, registry: &snapshot, counters: &counters_before, history: &history },
+                    pack,
+                );
+                self.counters.apply(&adjudication.moves);
+                self.history
+                    .entry(claim.member_id.clone())
+                    .or_default()
+                    .extend(adjudication.fingerprints.iter().cloned());
+                self.entries.insert(
+                    key,
+                    Entry {
+                        decision: adjudication.decision.clone(),
+                        moves: adjudication.moves.clone(),
+                        fingerprints: adjudication.fingerprints,
+                        member_id: Some(claim.member_id.clone()),
+                        reversal: None,
+                    },
+                );
+                Recorded {
+                    decision: adjudication.decision,
+                    effect: Some(Effect { registry: snapshot, counters_before, history, moves: adjudication.moves }),
+                }
+            }
+            Ok(Message::Cancellation(cancellation)) => {
+                let key = (cancellation.provider_id.to_string(), cancellation.claim_id.to_string());
+                let refuse = |member_id: &str, text: String| {
+                    pipeline::rejected_cancellation(
+                        cancellation.provider_id.as_str(),
+                        cancellation.claim_id.as_str(),
+                        member_id,
+                        settings,
+                        text,
+                    )
+                };
+                let Some(entry) = self.entries.get(&key) else {
+                    let text = format!(
+                        "no decision to cancel for claim {} of provider {}",
+                        cancellation.claim_id, cancellation.provider_id
+                    );
+                    return Recorded { decision: refuse("", text), effect: Some(self.effect_for(None, Vec::new())) };
+                };
+                if let Some(reversal) = &entry.reversal {
+                    return Recorded { decision: reversal.clone(), effect: None };
+                }
+                if matches!(entry.decision.outcome, Outcome::Rejected | Outcome::Error) {
+                    let text = format!(
+                        "claim {} was {}: nothing to reverse",
+                        cancellation.claim_id,
+                        entry.decision.outcome.name()
+                    );
+                    let member_id = entry.decision.member_id.clone();
+                    return Recorded {
+                        decision: refuse(&member_id, text),
+                        effect: Some(self.effect_for(None, Vec::new())),
+                    };
+                }
+                let member_id = entry.member_id.clone();
+                let snapshot = match &member_id {
+                    Some(member_id) => self.registry.snapshot(member_id, &cancellation.provider_id),
+                    None => RegistrySnapshot { member: None, household: Vec::new(), provider: None },
+                };
+                let counters_before = self.counters_for(&snapshot);
+                let adjudication = pipeline::reverse(&entry.decision, &entry.moves, &counters_before, settings);
+                let fingerprints = entry.fingerprints.clone();
+                self.counters.apply(&adjudication.moves);
+                if let Some(member_id) = &member_id
+                    && let Some(history) = self.history.get_mut(member_id)
+                {
+                    for fingerprint in &fingerprints {
+                        history.remove(fingerprint);
+                    }
+                }
+                if let Some(entry) = self.entries.get_mut(&key) {
+                    entry.reversal = Some(adjudication.decision.clone());
+                }
+                Recorded {
+                    decision: adjudication.decision,
+                    effect: Some(Effect {
+                        registry: snapshot,
+                        counters_before,
+                        history: History::default(),
+                        moves: adjudication.moves,
+                    }),
+                }
+            }
+        }
+    }
+
+    fn effect_for(&self, snapshot: Option<RegistrySnapshot>, moves: Vec<CounterMove>) -> Effect {
+        Effect {
+            registry: snapshot.unwrap_or(RegistrySnapshot { member: None, household: Vec::new(), provider: None }),
+            counters_before: Counters::new(),
+            history: History::default(),
+            moves,
+        }
+    }
+
+    /// The counters of the snapshot's member and household.
+    fn counters_for(&self, snapshot: &RegistrySnapshot) -> Counters {
+        let Some(member) = &snapshot.member else { return Counters::new() };
+        let subjects = [Subject::Member(member.member_id.clone()), Subject::Household(member.household_id.clone())];
+        self.counters.for_subjects(&subjects)
+    }
+}
