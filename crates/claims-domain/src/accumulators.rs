@@ -107,6 +107,9 @@ pub struct Limit {
 /// Period name of limits that apply within one claim only (e.g. "250,00 per equipment").
 pub const CLAIM_PERIOD: &str = "claim";
 
+/// Period name of "last used on" counters (frequencies): their value is a day number, not a sum.
+pub const LAST_USE_PERIOD: &str = "last";
+
 /// "Once every N days": the counter holds the day number of the last use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frequency {
@@ -186,13 +189,13 @@ impl CounterBook {
         if self.used_this_claim.contains(&frequency.counter) {
             return true;
         }
-        let key = self.key(Scope::Member, &frequency.counter, "last");
+        let key = self.key(Scope::Member, &frequency.counter, LAST_USE_PERIOD);
         let last = self.before.get(&key);
         last == 0 || day_number - last >= frequency.days
     }
 
     pub fn record_use(&mut self, frequency: &Frequency, day_number: i64) {
-        let key = self.key(Scope::Member, &frequency.counter, "last");
+        let key = self.key(Scope::Member, &frequency.counter, LAST_USE_PERIOD);
         let last = self.value(&key);
         if day_number > last {
             self.current.insert(key, day_number);

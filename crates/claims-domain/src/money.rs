@@ -47,6 +47,22 @@ impl Currency {
     }
 }
 
+impl Currency {
+    /// `amount` written for people: `40.00 EUR`, `1000 XOF`.
+    pub fn format(&self, amount: Amount) -> String {
+        let digits = u32::from(self.minor_digits);
+        if digits == 0 {
+            return format!("{} {}", amount.minor_units(), self.code());
+        }
+        let scale = 10_i64.pow(digits);
+        let minor = amount.minor_units();
+        let sign = if minor < 0 { "-" } else { "" };
+        let magnitude = minor.unsigned_abs();
+        let scale = scale.unsigned_abs();
+        format!("{sign}{}.{:0width$} {}", magnitude / scale, magnitude % scale, self.code(), width = digits as usize)
+    }
+}
+
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
@@ -245,6 +261,13 @@ mod tests {
         let max = Amount::from_minor(i64::MAX);
         assert_eq!(RateBps::new(20_000).unwrap().apply(max, Rounding::HalfUp), Err(AmountOverflow));
         assert_eq!(max.checked_add(Amount::from_minor(1)), Err(AmountOverflow));
+    }
+
+    #[test]
+    fn formats_amounts_for_people() {
+        assert_eq!(Currency::EUR.format(Amount::from_minor(4000)), "40.00 EUR");
+        assert_eq!(Currency::EUR.format(Amount::from_minor(-5)), "-0.05 EUR");
+        assert_eq!(Currency::XOF.format(Amount::from_minor(1000)), "1000 XOF");
     }
 
     #[test]

@@ -10,7 +10,9 @@ mod registry_file;
 
 pub use claim_v1::{MAX_AMOUNT, MAX_LINES, MAX_QUANTITY, parse_message};
 pub use decision_v1::{decision_to_json, with_audit};
-pub use registry_file::{RegistryError, check_registry_names, parse_registry, registry_to_json};
+pub use registry_file::{
+    RegistryError, check_registry_names, member_to_json, parse_registry, provider_to_json, registry_to_json,
+};
 
 use crate::claim::{Cancellation, Claim};
 use crate::decision::Reason;

@@ -189,7 +189,7 @@ pub fn registry_to_json(registry: &Registry) -> Value {
     })
 }
 
-pub(crate) fn member_to_json(member: &Member) -> Value {
+pub fn member_to_json(member: &Member) -> Value {
     json!({
         "member_id": member.member_id.as_str(),
         "household_id": member.household_id.as_str(),
@@ -209,7 +209,7 @@ pub(crate) fn member_to_json(member: &Member) -> Value {
     })
 }
 
-pub(crate) fn provider_to_json(provider: &Provider) -> Value {
+pub fn provider_to_json(provider: &Provider) -> Value {
     json!({
         "provider_id": provider.provider_id.as_str(),
         "agreement": provider.agreement.as_ref().map(AgreementName::as_str),

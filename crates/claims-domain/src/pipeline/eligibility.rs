@@ -36,7 +36,7 @@ pub fn check(scheme: Scheme, member: &Member, household: &[Member], pack: &PackS
         return Eligibility::Ineligible(Reason::new(
             ReasonGroup::Pr,
             "179",
-            format!("{} waiting period until {waiting_until}", coverage.plan),
+            format!("{}: no benefits during the waiting (observation) period, until {waiting_until}", coverage.plan),
         ));
     }
     if suspended_on(coverage, day) {

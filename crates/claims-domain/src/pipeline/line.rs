@@ -251,14 +251,21 @@ pub fn price(inputs: &LineInputs<'_>, pack: &dyn RulePack, book: &mut CounterBoo
     let compulsory_cover =
         compulsory.as_ref().map_or(0, |part| part.gross.minor_units() + part.ceiling_refund.minor_units());
     let coinsurance_left = eligible.minor_units() - compulsory_cover - supplementary_paid.minor_units();
-    if compulsory.is_some() && coinsurance_left > 0 {
+    // The plan may already have explained the member's share (e.g. a fixed share); otherwise say
+    // that co-insurance is left, counting what the product paid against it first.
+    let plan_explained_share = reasons.iter().any(|reason| reason.group == ReasonGroup::Pr && reason.code == "2");
+    if compulsory.is_some() && coinsurance_left > 0 && !plan_explained_share {
         reasons.push(Reason::new(ReasonGroup::Pr, "2", "co-insurance"));
     }
     if line.charged > eligible && covered_somewhere {
         reasons.push(Reason::new(
             ReasonGroup::Pr,
             "45",
-            format!("charged {} above the tariff base {}", line.charged, eligible),
+            format!(
+                "charged {} above the tariff base {}",
+                claim.currency.format(line.charged),
+                claim.currency.format(eligible)
+            ),
         ));
     }
     Ok(PricedLine {

@@ -160,7 +160,16 @@ pub fn adjudicate(inputs: &Inputs<'_>, pack: &dyn RulePack) -> Adjudication {
         .filter(|(_, decided)| !decided.denied)
         .map(|(claim_line, _)| LineFingerprint::of(claim, claim_line))
         .collect();
-    let decision = Decision { outcome, lines, payments, recoveries, ..empty_decision(claim, settings) };
+    // A claim rejected line by line still says why as a whole: the distinct line reasons.
+    let mut reasons: Vec<Reason> = Vec::new();
+    if outcome == Outcome::Rejected {
+        for reason in lines.iter().flat_map(|line| &line.reasons) {
+            if !reasons.contains(reason) {
+                reasons.push(reason.clone());
+            }
+        }
+    }
+    let decision = Decision { outcome, lines, payments, recoveries, reasons, ..empty_decision(claim, settings) };
     Adjudication { decision, moves: book.moves(), fingerprints }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::Adjudication;
 use super::routing::DEBT_COUNTER;
-use crate::accumulators::{CounterMove, Counters};
+use crate::accumulators::{CounterMove, Counters, LAST_USE_PERIOD};
 use crate::claim::Scheme;
 use crate::decision::{
     CompulsoryPart, Decision, Deduction, LineDecision, Outcome, Payee, Payment, Recovery, SupplementaryPart,
@@ -30,7 +30,11 @@ pub fn reverse(
     for original_move in original_moves {
         let current = now.get(&original_move.key);
         let delta = original_move.delta();
-        let after = if original_move.key.counter == DEBT_COUNTER && delta > 0 {
+        let after = if original_move.key.period == LAST_USE_PERIOD {
+            // A "last used on" day is not a sum: put the earlier day back only if no later claim
+            // has used the benefit since.
+            if current == original_move.after { original_move.before } else { current }
+        } else if original_move.key.counter == DEBT_COUNTER && delta > 0 {
             // Only what is still outstanding can be cancelled; the rest was recovered already.
             let cancellable = delta.min(current.max(0));
             if let Some(scheme) = Scheme::parse(&original_move.key.period) {
