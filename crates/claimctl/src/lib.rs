@@ -1,0 +1,53 @@
+//! The `claimctl` command line: parses arguments and hands each command to its module. No
+//! business logic lives here: adjudication is `claims-domain`, rules are `claims-rules`.
+//!
+//! Exit codes: 0 success, 1 the command ran and found problems (failed tests, rule errors),
+//! 2 the command could not run (bad arguments, unreadable files).
+
+mod adjudicate;
+mod rules_command;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "claimctl", version, about = "Claims adjudication engine for health mutuals")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Adjudicate claim/v1 and cancellation/v1 lines in process (no server): one decision/v1 line
+    /// per input line on standard output.
+    Adjudicate(adjudicate::AdjudicateArgs),
+    /// Check and test rule packs.
+    #[command(subcommand)]
+    Rules(rules_command::RulesCommand),
+}
+
+/// Runs `claimctl` with `args` (the first is the program name), writing results to `out`.
+/// Returns the process exit code.
+pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 2 } else { 0 };
+            error.print()?;
+            return Ok(code);
+        }
+    };
+    match cli.command {
+        Command::Adjudicate(args) => adjudicate::run(&args, out),
+        Command::Rules(command) => rules_command::run(&command, out),
+    }
+}
+
+/// A path argument that may be `-` for standard input.
+pub(crate) fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}

@@ -1,0 +1,52 @@
+//! Helpers shared by the end-to-end tests: paths in the repository, running `claimctl` through
+//! its library entry point, scratch directories.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Runs `claimctl` with `args`; returns the exit code and standard output.
+pub fn claimctl(args: &[&str]) -> (u8, String) {
+    let mut out = Vec::new();
+    let mut full = vec!["claimctl"];
+    full.extend_from_slice(args);
+    let code = match claimctl::run(full, &mut out) {
+        Ok(code) => code,
+        Err(error) => panic!("claimctl {args:?} failed: {error:#}"),
+    };
+    (code, String::from_utf8(out).unwrap_or_default())
+}
+
+/// A fresh scratch directory under the system temp dir, unique to this test and process.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("claims-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
+    dir
+}
+
+/// Parses standard output of `claimctl adjudicate` into decision/v1 values.
+pub fn decisions(output: &str) -> Vec<serde_json::Value> {
+    output
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON: {error}: {line}")))
+        .collect()
+}
+
+/// Recursively copies a directory.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|error| panic!("creating {}: {error}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|error| panic!("reading {}: {error}", from.display())).flatten()
+    {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|error| panic!("copying {}: {error}", entry.path().display()));
+        }
+    }
+}
