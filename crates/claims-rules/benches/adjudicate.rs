@@ -60,7 +60,7 @@ fn bench_pack(
     label: &str,
     claims: &[(claims_domain::claim::Claim, RegistrySnapshot)],
 ) {
-    let pack = RhaiPack::load(&repo().join("rules").join(name)).unwrap_or_else(|error| panic!("{error}"));
+    let pack = RhaiPack::load(repo().join("rules").join(name)).unwrap_or_else(|error| panic!("{error}"));
     let counters = Counters::new();
     let history = History::default();
     let mut group = criterion.benchmark_group(format!("adjudicate/{label}"));
