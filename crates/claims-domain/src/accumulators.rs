@@ -32,8 +32,13 @@ pub struct CounterKey {
     pub period: String,
 }
 
-/// Counter values before an adjudication: every counter of the member and of the household.
-/// Absent counters are zero.
+/// Where an adjudication reads counter values from: the embedded ledger's map, a snapshot
+/// loaded by the store, or an audit entry's recorded values. Absent counters are zero.
+pub trait CounterSource {
+    fn counter_value(&self, key: &CounterKey) -> i64;
+}
+
+/// A set of counter values. Absent counters are zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     values: BTreeMap<CounterKey, i64>,
@@ -80,6 +85,12 @@ impl Counters {
     }
 }
 
+impl CounterSource for Counters {
+    fn counter_value(&self, key: &CounterKey) -> i64 {
+        self.get(key)
+    }
+}
+
 /// One counter's value before and after one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterMove {
@@ -117,23 +128,25 @@ pub struct Frequency {
     pub days: i64,
 }
 
-/// The working state of counters during one claim: the snapshot plus this claim's moves.
-#[derive(Debug, Clone)]
-pub struct CounterBook {
+/// The working state of counters during one claim: values read from the source (remembered,
+/// so the audit entry can record exactly what the decision depended on) plus this claim's moves.
+pub struct CounterBook<'a> {
     member: MemberId,
     household: HouseholdId,
-    before: Counters,
+    source: &'a dyn CounterSource,
+    read: BTreeMap<CounterKey, i64>,
     current: BTreeMap<CounterKey, i64>,
     claim_local: BTreeMap<String, i64>,
     used_this_claim: BTreeSet<String>,
 }
 
-impl CounterBook {
-    pub fn new(member: MemberId, household: HouseholdId, before: Counters) -> CounterBook {
+impl<'a> CounterBook<'a> {
+    pub fn new(member: MemberId, household: HouseholdId, source: &'a dyn CounterSource) -> CounterBook<'a> {
         CounterBook {
             member,
             household,
-            before,
+            source,
+            read: BTreeMap::new(),
             current: BTreeMap::new(),
             claim_local: BTreeMap::new(),
             used_this_claim: BTreeSet::new(),
@@ -148,8 +161,21 @@ impl CounterBook {
         CounterKey { subject, counter: counter.to_owned(), period: period.to_owned() }
     }
 
-    pub fn value(&self, key: &CounterKey) -> i64 {
-        self.current.get(key).copied().unwrap_or_else(|| self.before.get(key))
+    /// The value before this claim, read once from the source.
+    fn before(&mut self, key: &CounterKey) -> i64 {
+        if let Some(value) = self.read.get(key) {
+            return *value;
+        }
+        let value = self.source.counter_value(key);
+        self.read.insert(key.clone(), value);
+        value
+    }
+
+    pub fn value(&mut self, key: &CounterKey) -> i64 {
+        match self.current.get(key) {
+            Some(value) => *value,
+            None => self.before(key),
+        }
     }
 
     pub fn add(&mut self, key: CounterKey, delta: i64) {
@@ -158,15 +184,18 @@ impl CounterBook {
     }
 
     /// How much of `amount` the limits let through; the counters are not moved.
-    pub fn room(&self, amount: Amount, limits: &[Limit]) -> Amount {
-        limits.iter().fold(amount.at_least_zero(), |allowed, limit| {
+    pub fn room(&mut self, amount: Amount, limits: &[Limit]) -> Amount {
+        let mut allowed = amount.at_least_zero();
+        for limit in limits {
             let used = if limit.period == CLAIM_PERIOD {
                 self.claim_local.get(&limit.counter).copied().unwrap_or(0)
             } else {
-                self.value(&self.key(limit.scope, &limit.counter, &limit.period))
+                let key = self.key(limit.scope, &limit.counter, &limit.period);
+                self.value(&key)
             };
-            allowed.min(Amount::from_minor(limit.max.minor_units().saturating_sub(used)).at_least_zero())
-        })
+            allowed = allowed.min(Amount::from_minor(limit.max.minor_units().saturating_sub(used)).at_least_zero());
+        }
+        allowed
     }
 
     /// Lets through as much of `amount` as every limit allows and adds that to each counter.
@@ -185,12 +214,12 @@ impl CounterBook {
 
     /// Whether a "once every N days" benefit may be used on `day_number`; uses made earlier in
     /// this same claim (frame and lenses of one pair) do not count against it.
-    pub fn frequency_allows(&self, frequency: &Frequency, day_number: i64) -> bool {
+    pub fn frequency_allows(&mut self, frequency: &Frequency, day_number: i64) -> bool {
         if self.used_this_claim.contains(&frequency.counter) {
             return true;
         }
         let key = self.key(Scope::Member, &frequency.counter, LAST_USE_PERIOD);
-        let last = self.before.get(&key);
+        let last = self.before(&key);
         last == 0 || day_number - last >= frequency.days
     }
 
@@ -208,10 +237,19 @@ impl CounterBook {
         self.current
             .iter()
             .filter_map(|(key, after)| {
-                let before = self.before.get(key);
+                let before = self.read.get(key).copied().unwrap_or(0);
                 (before != *after).then(|| CounterMove { key: key.clone(), before, after: *after })
             })
             .collect()
+    }
+
+    /// Every counter value this claim read, as it was before the claim.
+    pub fn values_read(&self) -> Counters {
+        let mut counters = Counters::new();
+        for (key, value) in &self.read {
+            counters.values.insert(key.clone(), *value);
+        }
+        counters
     }
 }
 
@@ -219,7 +257,7 @@ impl CounterBook {
 mod tests {
     use super::*;
 
-    fn book(before: Counters) -> CounterBook {
+    fn book(before: &Counters) -> CounterBook<'_> {
         CounterBook::new(MemberId::parse("M-1").unwrap(), HouseholdId::parse("H-1").unwrap(), before)
     }
 
@@ -229,10 +267,10 @@ mod tests {
 
     #[test]
     fn the_tightest_limit_wins_and_every_counter_moves() {
+        let empty = Counters::new();
         let mut before = Counters::new();
-        let mut probe = book(Counters::new());
-        before.set(probe.key(Scope::Member, "deductible", "2025"), 4850);
-        probe = book(before);
+        before.set(book(&empty).key(Scope::Member, "deductible", "2025"), 4850);
+        let mut probe = book(&before);
         let limits = [limit("deductible", "2025", 5000), limit("deductible_day", "2025-11-05", 400)];
         assert_eq!(probe.take(Amount::from_minor(300), &limits), Amount::from_minor(150));
         assert_eq!(probe.take(Amount::from_minor(100), &limits), Amount::ZERO);
@@ -244,7 +282,8 @@ mod tests {
 
     #[test]
     fn claim_limits_are_not_stored() {
-        let mut probe = book(Counters::new());
+        let empty = Counters::new();
+        let mut probe = book(&empty);
         let limits = [limit("optics", CLAIM_PERIOD, 25000)];
         assert_eq!(probe.take(Amount::from_minor(20000), &limits), Amount::from_minor(20000));
         assert_eq!(probe.take(Amount::from_minor(20000), &limits), Amount::from_minor(5000));
@@ -254,13 +293,14 @@ mod tests {
     #[test]
     fn frequency_counts_other_claims_only() {
         let frequency = Frequency { counter: "optics_b".into(), days: 730 };
-        let mut first = book(Counters::new());
+        let empty = Counters::new();
+        let mut first = book(&empty);
         assert!(first.frequency_allows(&frequency, 1000));
         first.record_use(&frequency, 1000);
         assert!(first.frequency_allows(&frequency, 1000));
         let mut after = Counters::new();
         after.apply(&first.moves());
-        let second = book(after);
+        let mut second = book(&after);
         assert!(!second.frequency_allows(&frequency, 1500));
         assert!(second.frequency_allows(&frequency, 1730));
     }

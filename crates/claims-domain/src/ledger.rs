@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::accumulators::{CounterKey, CounterMove, Counters, Subject};
+use crate::accumulators::{CounterKey, CounterMove, Counters};
+use crate::claim::Claim;
 use crate::contract::{Message, parse_message};
+use crate::date::Date;
 use crate::decision::{Decision, Outcome};
 use crate::ids::MemberId;
 use crate::pipeline::{self, History, Inputs, LineFingerprint};
@@ -43,7 +45,8 @@ pub struct Ledger {
     registry: Registry,
     counters: Counters,
     entries: BTreeMap<(String, String), Entry>,
-    history: BTreeMap<MemberId, BTreeSet<LineFingerprint>>,
+    /// Decided lines per member and day of service, for duplicate detection.
+    history: BTreeMap<(MemberId, Date), BTreeSet<LineFingerprint>>,
 }
 
 impl Ledger {
@@ -84,17 +87,18 @@ impl Ledger {
                     return Recorded { decision: entry.decision.clone(), effect: None };
                 }
                 let snapshot = self.registry.snapshot(&claim.member_id, &claim.provider_id);
-                let counters_before = self.counters_for(&snapshot);
-                let history = History::new(self.history.get(&claim.member_id).into_iter().flatten().cloned());
+                let history = self.history_on_claim_dates(&claim);
                 let adjudication = pipeline::adjudicate(
-                    &Inputs { claim: &claim, registry: &snapshot, counters: &counters_before, history: &history },
+                    &Inputs { claim: &claim, registry: &snapshot, counters: &self.counters, history: &history },
                     pack,
                 );
                 self.counters.apply(&adjudication.moves);
-                self.history
-                    .entry(claim.member_id.clone())
-                    .or_default()
-                    .extend(adjudication.fingerprints.iter().cloned());
+                for fingerprint in &adjudication.fingerprints {
+                    self.history
+                        .entry((claim.member_id.clone(), fingerprint.service_date))
+                        .or_default()
+                        .insert(fingerprint.clone());
+                }
                 self.entries.insert(
                     key,
                     Entry {
@@ -107,7 +111,12 @@ impl Ledger {
                 );
                 Recorded {
                     decision: adjudication.decision,
-                    effect: Some(Effect { registry: snapshot, counters_before, history, moves: adjudication.moves }),
+                    effect: Some(Effect {
+                        registry: snapshot,
+                        counters_before: adjudication.counters_read,
+                        history,
+                        moves: adjudication.moves,
+                    }),
                 }
             }
             Ok(Message::Cancellation(cancellation)) => {
@@ -148,15 +157,14 @@ impl Ledger {
                     Some(member_id) => self.registry.snapshot(member_id, &cancellation.provider_id),
                     None => RegistrySnapshot { member: None, household: Vec::new(), provider: None },
                 };
-                let counters_before = self.counters_for(&snapshot);
-                let adjudication = pipeline::reverse(&entry.decision, &entry.moves, &counters_before, settings);
+                let adjudication = pipeline::reverse(&entry.decision, &entry.moves, &self.counters, settings);
                 let fingerprints = entry.fingerprints.clone();
                 self.counters.apply(&adjudication.moves);
-                if let Some(member_id) = &member_id
-                    && let Some(history) = self.history.get_mut(member_id)
-                {
+                if let Some(member_id) = &member_id {
                     for fingerprint in &fingerprints {
-                        history.remove(fingerprint);
+                        if let Some(lines) = self.history.get_mut(&(member_id.clone(), fingerprint.service_date)) {
+                            lines.remove(fingerprint);
+                        }
                     }
                 }
                 if let Some(entry) = self.entries.get_mut(&key) {
@@ -166,7 +174,7 @@ impl Ledger {
                     decision: adjudication.decision,
                     effect: Some(Effect {
                         registry: snapshot,
-                        counters_before,
+                        counters_before: adjudication.counters_read,
                         history: History::default(),
                         moves: adjudication.moves,
                     }),
@@ -184,10 +192,11 @@ impl Ledger {
         }
     }
 
-    /// The counters of the snapshot's member and household.
-    fn counters_for(&self, snapshot: &RegistrySnapshot) -> Counters {
-        let Some(member) = &snapshot.member else { return Counters::new() };
-        let subjects = [Subject::Member(member.member_id.clone()), Subject::Household(member.household_id.clone())];
-        self.counters.for_subjects(&subjects)
+    /// The member's decided lines on the claim's service dates (all duplicate detection needs).
+    fn history_on_claim_dates(&self, claim: &Claim) -> History {
+        let dates: BTreeSet<Date> = claim.lines.iter().map(|line| line.service_date).collect();
+        History::new(
+            dates.into_iter().filter_map(|date| self.history.get(&(claim.member_id.clone(), date))).flatten().cloned(),
+        )
     }
 }

@@ -16,7 +16,7 @@ pub use eligibility::{Eligibility, check as check_eligibility};
 pub use reversal::reverse;
 pub use routing::DEBT_COUNTER;
 
-use crate::accumulators::{CounterBook, CounterMove, Counters};
+use crate::accumulators::{CounterBook, CounterMove, CounterSource, Counters};
 use crate::claim::{Claim, ClaimLine};
 use crate::contract::Rejection;
 use crate::date::Date;
@@ -30,9 +30,10 @@ use crate::rules::{PackSettings, RulePack};
 /// and amount as a line of another claim.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LineFingerprint {
+    /// First, so that a member's lines sort by day and one day's lines are a range.
+    pub service_date: Date,
     pub provider_id: ProviderId,
     pub act: ActCode,
-    pub service_date: Date,
     pub charged: Amount,
 }
 
@@ -68,11 +69,12 @@ impl History {
 }
 
 /// Everything one adjudication reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     pub claim: &'a Claim,
     pub registry: &'a RegistrySnapshot,
-    pub counters: &'a Counters,
+    pub counters: &'a dyn CounterSource,
+    /// The member's earlier lines on this claim's service dates.
     pub history: &'a History,
 }
 
@@ -81,13 +83,15 @@ pub struct Inputs<'a> {
 pub struct Adjudication {
     pub decision: Decision,
     pub moves: Vec<CounterMove>,
+    /// Every counter value the decision read, as it was before: what a replay must be given.
+    pub counters_read: Counters,
     /// Lines to remember for later duplicate detection.
     pub fingerprints: Vec<LineFingerprint>,
 }
 
 impl Adjudication {
     fn without_effects(decision: Decision) -> Adjudication {
-        Adjudication { decision, moves: Vec::new(), fingerprints: Vec::new() }
+        Adjudication { decision, moves: Vec::new(), counters_read: Counters::new(), fingerprints: Vec::new() }
     }
 }
 
@@ -125,7 +129,7 @@ pub fn adjudicate(inputs: &Inputs<'_>, pack: &dyn RulePack) -> Adjudication {
         ));
     };
 
-    let mut book = CounterBook::new(member.member_id.clone(), member.household_id.clone(), inputs.counters.clone());
+    let mut book = CounterBook::new(member.member_id.clone(), member.household_id.clone(), inputs.counters);
     let mut priced_lines = Vec::with_capacity(claim.lines.len());
     for claim_line in &claim.lines {
         let line_inputs = line::LineInputs {
@@ -170,7 +174,7 @@ pub fn adjudicate(inputs: &Inputs<'_>, pack: &dyn RulePack) -> Adjudication {
         }
     }
     let decision = Decision { outcome, lines, payments, recoveries, reasons, ..empty_decision(claim, settings) };
-    Adjudication { decision, moves: book.moves(), fingerprints }
+    Adjudication { decision, moves: book.moves(), counters_read: book.values_read(), fingerprints }
 }
 
 fn empty_decision(claim: &Claim, settings: &PackSettings) -> Decision {

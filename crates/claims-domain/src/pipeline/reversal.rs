@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::Adjudication;
 use super::routing::DEBT_COUNTER;
-use crate::accumulators::{CounterMove, Counters, LAST_USE_PERIOD};
+use crate::accumulators::{CounterMove, CounterSource, Counters, LAST_USE_PERIOD};
 use crate::claim::Scheme;
 use crate::decision::{
     CompulsoryPart, Decision, Deduction, LineDecision, Outcome, Payee, Payment, Recovery, SupplementaryPart,
@@ -22,13 +22,15 @@ fn negate(amount: Amount) -> Amount {
 pub fn reverse(
     original: &Decision,
     original_moves: &[CounterMove],
-    now: &Counters,
+    now: &dyn CounterSource,
     pack: &PackSettings,
 ) -> Adjudication {
     let mut moves = Vec::new();
+    let mut counters_read = Counters::new();
     let mut paid_back: BTreeMap<Scheme, i64> = BTreeMap::new();
     for original_move in original_moves {
-        let current = now.get(&original_move.key);
+        let current = now.counter_value(&original_move.key);
+        counters_read.set(original_move.key.clone(), current);
         let delta = original_move.delta();
         let after = if original_move.key.period == LAST_USE_PERIOD {
             // A "last used on" day is not a sum: put the earlier day back only if no later claim
@@ -77,7 +79,7 @@ pub fn reverse(
         error: None,
         ..original.clone()
     };
-    Adjudication { decision, moves, fingerprints: Vec::new() }
+    Adjudication { decision, moves, counters_read, fingerprints: Vec::new() }
 }
 
 fn negate_line(line: &LineDecision) -> LineDecision {
