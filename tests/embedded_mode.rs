@@ -3,7 +3,7 @@
 //! claims and cancellations, a verifiable audit chain, and hostile scripts stopped by the
 //! sandbox for their claim only.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use claims_e2e::{claimctl, copy_dir, decisions, repo, scratch};
 use serde_json::Value;
@@ -13,7 +13,7 @@ fn examples() -> (PathBuf, PathBuf, PathBuf) {
     (root.join("rules/fr"), root.join("examples/fr/registry.json"), root.join("examples/fr/claims.jsonl"))
 }
 
-fn adjudicate(pack: &PathBuf, registry: &PathBuf, claims: &PathBuf, extra: &[&str]) -> Vec<Value> {
+fn adjudicate(pack: &Path, registry: &Path, claims: &Path, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["adjudicate", "--rules"];
     let pack = pack.to_string_lossy().into_owned();
     let registry = registry.to_string_lossy().into_owned();
