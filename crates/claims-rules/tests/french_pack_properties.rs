@@ -22,19 +22,37 @@ fn pack() -> &'static RhaiPack {
     PACK.get_or_init(|| RhaiPack::load(repo().join("rules/fr")).unwrap_or_else(|error| panic!("{error}")))
 }
 
-fn registry() -> &'static (Registry, Vec<(String, String)>, Vec<String>) {
-    static REGISTRY: OnceLock<(Registry, Vec<(String, String)>, Vec<String>)> = OnceLock::new();
+/// The example registry, with its providers' specialties and its member ids.
+struct Examples {
+    registry: Registry,
+    providers: Vec<(String, String)>,
+    members: Vec<String>,
+}
+
+fn registry() -> &'static Examples {
+    static REGISTRY: OnceLock<Examples> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let text = std::fs::read_to_string(repo().join("examples/fr/registry.json")).expect("examples/fr/registry.json");
+        let text =
+            std::fs::read_to_string(repo().join("examples/fr/registry.json")).expect("examples/fr/registry.json");
         let value: Value = serde_json::from_str(&text).expect("registry JSON");
         let providers = value["providers"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|p| (p["provider_id"].as_str().unwrap_or_default().to_owned(), p["attributes"]["specialty"].as_str().unwrap_or_default().to_owned()))
+            .map(|p| {
+                (
+                    p["provider_id"].as_str().unwrap_or_default().to_owned(),
+                    p["attributes"]["specialty"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect();
-        let members = value["members"].as_array().into_iter().flatten().map(|m| m["member_id"].as_str().unwrap_or_default().to_owned()).collect();
-        (parse_registry(&text).expect("registry"), providers, members)
+        let members = value["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["member_id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        Examples { registry: parse_registry(&text).expect("registry"), providers, members }
     })
 }
 
@@ -65,7 +83,14 @@ struct LineChoice {
 
 fn line_choice() -> impl Strategy<Value = LineChoice> {
     (any::<usize>(), prop::bool::weighted(0.05), 0i64..1200, 1u32..5, 0i64..300_000, any::<[bool; 6]>()).prop_map(
-        |(act_index, foreign_act, day, quantity, charged, flags)| LineChoice { act_index, foreign_act, day, quantity, charged, flags },
+        |(act_index, foreign_act, day, quantity, charged, flags)| LineChoice {
+            act_index,
+            foreign_act,
+            day,
+            quantity,
+            charged,
+            flags,
+        },
     )
 }
 
@@ -80,15 +105,24 @@ struct ClaimChoice {
 
 fn claim_choice() -> impl Strategy<Value = ClaimChoice> {
     (any::<usize>(), any::<usize>(), proptest::collection::vec(line_choice(), 1..4), 0i64..60, any::<(bool, bool)>())
-        .prop_map(|(member, provider, lines, delay, third_party)| ClaimChoice { member, provider, lines, delay, third_party })
+        .prop_map(|(member, provider, lines, delay, third_party)| ClaimChoice {
+            member,
+            provider,
+            lines,
+            delay,
+            third_party,
+        })
 }
 
 fn date(offset: i64) -> String {
-    claims_domain::date::Date::parse("2023-06-01").and_then(|d| d.add_days(offset).ok_or_else(|| claims_domain::date::BadDate(String::new()))).map(|d| d.to_string()).unwrap_or_default()
+    claims_domain::date::Date::parse("2023-06-01")
+        .and_then(|d| d.add_days(offset).ok_or_else(|| claims_domain::date::BadDate(String::new())))
+        .map(|d| d.to_string())
+        .unwrap_or_default()
 }
 
 fn claim_json(index: usize, choice: &ClaimChoice) -> String {
-    let (_, providers, members) = registry();
+    let Examples { providers, members, .. } = registry();
     let (provider_id, specialty) = &providers[choice.provider % providers.len()];
     let member_id = &members[choice.member % members.len()];
     let all_acts = ["G", "CS", "PH7", "AMI", "FRAME", "GHS", "FJ", "HBLD634"];
@@ -99,7 +133,11 @@ fn claim_json(index: usize, choice: &ClaimChoice) -> String {
         .enumerate()
         .map(|(number, line)| {
             let acts = acts_for(specialty);
-            let act = if line.foreign_act { all_acts[line.act_index % all_acts.len()] } else { acts[line.act_index % acts.len()] };
+            let act = if line.foreign_act {
+                all_acts[line.act_index % all_acts.len()]
+            } else {
+                acts[line.act_index % acts.len()]
+            };
             let [out_of_pathway, maternity, condition, heavy, basket, class_b] = line.flags;
             let mut attributes = json!({
                 "care_pathway": if out_of_pathway { "out" } else { "in" },
@@ -138,8 +176,8 @@ proptest! {
 
     #[test]
     fn random_french_claims_never_fail_and_keep_the_invariants(claims in proptest::collection::vec(claim_choice(), 1..12)) {
-        let mut ledger = Ledger::new(registry().0.clone());
-        let mut twin = Ledger::new(registry().0.clone());
+        let mut ledger = Ledger::new(registry().registry.clone());
+        let mut twin = Ledger::new(registry().registry.clone());
         for (index, choice) in claims.iter().enumerate() {
             let text = claim_json(index, choice);
             let decision = decision_to_json(&ledger.submit(&text, pack()));

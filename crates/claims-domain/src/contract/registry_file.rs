@@ -82,6 +82,16 @@ pub fn check_registry_names(registry: &Registry, pack: &PackSettings) -> Result<
     }
 }
 
+/// Parses one member as written in a registry file (or stored by the store).
+pub fn member_from_json(value: &Value) -> Result<Member, RegistryError> {
+    parse_member(value, "member").map_err(field_error)
+}
+
+/// Parses one provider as written in a registry file (or stored by the store).
+pub fn provider_from_json(value: &Value) -> Result<Provider, RegistryError> {
+    parse_provider(value, "provider").map_err(field_error)
+}
+
 fn field_error(error: fields::FieldError) -> RegistryError {
     RegistryError::Field(error.to_string())
 }

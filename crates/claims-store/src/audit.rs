@@ -1,0 +1,108 @@
+//! The hash-chained audit log in PostgreSQL: one `audit_log` row per audit/v1 entry, the exact
+//! JSON line kept as text (the hash covers those bytes, so they are never re-encoded), and
+//! the single `audit_head` row that orders the chain across workers.
+//!
+//! A batch locks the head row once, as its last lock, just before committing: entries are
+//! chained in commit order, and the contended row is held for the few milliseconds of the
+//! batch's writes, not for its adjudication.
+
+use claims_audit::{ChainHead, EntryContent};
+use claims_domain::contract::{decision_to_json, with_audit};
+use claims_domain::decision::Decision;
+use claims_domain::ledger::Effect;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+use crate::StoreError;
+
+/// What one decision needs to be placed in the log.
+pub(crate) struct Pending<'a> {
+    pub input: &'a str,
+    pub effect: &'a Effect,
+    pub decision: &'a Decision,
+}
+
+/// A decision placed in the log: its decision/v1 message (with `audit`) and message id.
+pub(crate) struct Placed {
+    pub sequence: u64,
+    pub hash: String,
+    pub body: Value,
+    pub message_id: String,
+}
+
+/// The message id of the decision at `sequence`: stable, so a decision published twice after
+/// a crash carries the same id.
+pub(crate) fn decision_message_id(sequence: u64) -> String {
+    format!("decision-{sequence}")
+}
+
+/// Appends one entry per decision, in order, after the current head.
+pub(crate) async fn append_all(
+    connection: &mut PgConnection,
+    pending: &[Pending<'_>],
+) -> Result<Vec<Placed>, StoreError> {
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (last_sequence, last_hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id FOR UPDATE").fetch_one(&mut *connection).await?;
+    let last_sequence = u64::try_from(last_sequence)
+        .map_err(|_| StoreError::Corrupt(format!("audit_head.seq is negative: {last_sequence}")))?;
+    let mut head = ChainHead { next_sequence: last_sequence + 1, previous_hash: last_hash };
+    let mut placed = Vec::with_capacity(pending.len());
+    let mut sequences: Vec<i64> = Vec::with_capacity(pending.len());
+    let mut entries: Vec<String> = Vec::with_capacity(pending.len());
+    let mut hashes: Vec<String> = Vec::with_capacity(pending.len());
+    for item in pending {
+        let decision = decision_to_json(item.decision);
+        let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let sequence = head.next_sequence;
+        let entry = claims_audit::append(
+            &mut head,
+            &EntryContent { recorded_at: &recorded_at, input: item.input, effect: item.effect, decision: &decision },
+        );
+        sequences.push(to_column(sequence)?);
+        entries.push(entry.to_string());
+        hashes.push(head.previous_hash.clone());
+        placed.push(Placed {
+            sequence,
+            hash: head.previous_hash.clone(),
+            body: with_audit(decision, sequence, &head.previous_hash),
+            message_id: decision_message_id(sequence),
+        });
+    }
+    sqlx::query("INSERT INTO audit_log (seq, entry, hash) SELECT * FROM unnest($1::int8[], $2::text[], $3::text[])")
+        .bind(&sequences)
+        .bind(&entries)
+        .bind(&hashes)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id")
+        .bind(to_column(head.next_sequence - 1)?)
+        .bind(&head.previous_hash)
+        .execute(&mut *connection)
+        .await?;
+    Ok(placed)
+}
+
+fn to_column(sequence: u64) -> Result<i64, StoreError> {
+    i64::try_from(sequence).map_err(|_| StoreError::Corrupt(format!("audit sequence {sequence} out of range")))
+}
+
+/// Up to `limit` entries after sequence `after`, as `(seq, exact JSON line)`, in order: what
+/// `claims_audit::verify_next` walks and what an export writes.
+pub(crate) async fn entries(pool: &PgPool, after: u64, limit: i64) -> Result<Vec<(u64, String)>, StoreError> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, entry FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(to_column(after)?)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+    rows.into_iter()
+        .map(|(sequence, entry)| {
+            u64::try_from(sequence)
+                .map(|sequence| (sequence, entry))
+                .map_err(|_| StoreError::Corrupt(format!("audit_log.seq is negative: {sequence}")))
+        })
+        .collect()
+}

@@ -1,0 +1,279 @@
+//! [`crate::Store::decide`]: step 10 of the pipeline for a micro-batch, in one transaction.
+//!
+//! Order of work, and why:
+//! 1. parse every message (pure);
+//! 2. lock the batch's claim keys, then read their `claims` rows and the registry (see
+//!    [`locks`] for why two phases);
+//! 3. lock the households involved, then load the counters and line history they need;
+//! 4. decide message after message against an in-memory working copy ([`cache`]), so a later
+//!    message of the batch sees what an earlier one did, exactly as the embedded ledger would;
+//! 5. lock the audit head, chain the batch's entries, write everything in bulk, commit
+//!    ([`finish`]).
+
+mod cache;
+mod finish;
+mod locks;
+mod record;
+
+use std::collections::{BTreeSet, HashMap};
+
+use claims_domain::accumulators::{CounterMove, Subject};
+use claims_domain::contract::{Message, Rejection, parse_message};
+use claims_domain::date::Date;
+use claims_domain::decision::{Decision, Outcome};
+use claims_domain::ids::MemberId;
+use claims_domain::ledger::Effect;
+use claims_domain::pipeline::LineFingerprint;
+use claims_domain::rules::RulePack;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::registry::RegistryCache;
+use crate::stored::{fingerprints_from_json, moves_from_json};
+use crate::{Handled, Incoming, StoreError};
+use cache::{CounterCache, HistoryCache};
+
+/// `(provider_id, claim_id)`.
+type ClaimKey = (String, String);
+
+/// Periods whose counters are loaded whole for a claim besides its lines' years and days:
+/// frequencies (`last`), lifetime counters (`all`) and member debts (period = scheme).
+const ALWAYS_LOADED_PERIODS: [&str; 4] = ["last", "all", "compulsory", "supplementary"];
+
+/// A decision/v1 message of the `claims` table, or one placed in the audit log at the end of
+/// this batch (the index of its [`NewRecord`]).
+#[derive(Debug, Clone)]
+pub(crate) enum DecisionRef {
+    Stored { body: Value, message_id: String },
+    Pending(usize),
+}
+
+/// A `claims` row as this batch sees it.
+struct ClaimRow {
+    member_id: String,
+    household_id: Option<String>,
+    input: String,
+    outcome: Outcome,
+    decision: DecisionRef,
+    /// The domain decision when decided in this batch; a row read from the table decodes
+    /// `decision` when it is reversed.
+    decided: Option<Decision>,
+    moves: Vec<CounterMove>,
+    fingerprints: Vec<LineFingerprint>,
+    reversal: Option<DecisionRef>,
+    changed: bool,
+}
+
+/// A new decision: an audit entry and outbox rows at the end of the batch.
+pub(crate) struct NewRecord {
+    input: String,
+    effect: Effect,
+    decision: Decision,
+    reply_to: Option<String>,
+    correlation_id: Option<String>,
+}
+
+/// What each message will become once the batch is placed in the audit log.
+enum Planned {
+    DeadLetter(String),
+    New(usize),
+    Repeat { decision: DecisionRef, reply_to: Option<String>, correlation_id: Option<String> },
+}
+
+struct Batch {
+    registry: RegistryCache,
+    counters: CounterCache,
+    history: HistoryCache,
+    claims: HashMap<ClaimKey, ClaimRow>,
+    records: Vec<NewRecord>,
+}
+
+pub(crate) async fn decide(
+    pool: &PgPool,
+    messages: &[Incoming],
+    pack: &dyn RulePack,
+) -> Result<Vec<Handled>, StoreError> {
+    #[expect(clippy::result_large_err, reason = "the contract's own type; parsed once per message")]
+    fn parse(incoming: &Incoming) -> Result<Message, Rejection> {
+        parse_message(&incoming.body)
+    }
+    let parsed: Vec<Result<Message, Rejection>> = messages.iter().map(parse).collect();
+    let mut transaction = pool.begin().await?;
+    // Explicit, whatever the server or role default: the caller acknowledges the inputs to the
+    // broker right after this commit, so the commit must be on disk first. An asynchronous
+    // commit lost in a crash would lose claims RabbitMQ has already forgotten.
+    sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *transaction).await?;
+    let mut batch = Batch::prepare(&mut transaction, &parsed).await?;
+    let mut plan = Vec::with_capacity(messages.len());
+    for (incoming, message) in messages.iter().zip(parsed) {
+        plan.push(batch.record(&mut transaction, incoming, message, pack).await?);
+    }
+    let handled = finish::finish(&mut transaction, batch, plan).await?;
+    transaction.commit().await?;
+    Ok(handled)
+}
+
+impl Batch {
+    /// Takes the locks and loads what the batch reads (steps 2 and 3 above).
+    async fn prepare(
+        transaction: &mut Transaction<'static, Postgres>,
+        parsed: &[Result<Message, Rejection>],
+    ) -> Result<Batch, StoreError> {
+        let mut claim_keys: BTreeSet<ClaimKey> = BTreeSet::new();
+        let mut member_ids: BTreeSet<String> = BTreeSet::new();
+        let mut provider_ids: BTreeSet<String> = BTreeSet::new();
+        for message in parsed.iter().flatten() {
+            let (provider_id, claim_id) = match message {
+                Message::Claim(claim) => {
+                    member_ids.insert(claim.member_id.to_string());
+                    (&claim.provider_id, &claim.claim_id)
+                }
+                Message::Cancellation(cancellation) => (&cancellation.provider_id, &cancellation.claim_id),
+            };
+            provider_ids.insert(provider_id.to_string());
+            claim_keys.insert((provider_id.to_string(), claim_id.to_string()));
+        }
+
+        locks::lock_all(transaction, claim_keys.iter().map(|(provider, claim)| locks::claim_key(provider, claim)))
+            .await?;
+        let claims = load_claims(transaction, &claim_keys).await?;
+        member_ids.extend(claims.values().map(|row| row.member_id.clone()));
+        let registry = RegistryCache::load(transaction, &member_ids, &provider_ids).await?;
+
+        let household_of = |member_id: &str| -> i64 {
+            let household =
+                MemberId::parse(member_id).ok().and_then(|id| registry.member(&id).map(|member| &member.household_id));
+            match household {
+                Some(household_id) => locks::household_key(household_id.as_str()),
+                None => locks::unknown_member_key(member_id),
+            }
+        };
+        let mut household_locks: Vec<i64> = member_ids.iter().map(|member_id| household_of(member_id)).collect();
+        // A stored claim moved the counters of the household it was decided in, which is the
+        // one to lock for its reversal even if the member has moved since.
+        household_locks.extend(claims.values().map(|row| match &row.household_id {
+            Some(household_id) => locks::household_key(household_id),
+            None => locks::unknown_member_key(&row.member_id),
+        }));
+        locks::lock_all(transaction, household_locks).await?;
+
+        let mut batch = Batch {
+            registry,
+            counters: CounterCache::default(),
+            history: HistoryCache::default(),
+            claims,
+            records: Vec::new(),
+        };
+        batch.preload(transaction, parsed).await?;
+        Ok(batch)
+    }
+
+    /// Loads, in a few queries for the whole batch, the counters and history its messages will
+    /// most likely read; [`Batch::record`] loads anything else on demand.
+    async fn preload(
+        &mut self,
+        connection: &mut PgConnection,
+        parsed: &[Result<Message, Rejection>],
+    ) -> Result<(), StoreError> {
+        let mut periods: BTreeSet<(Subject, String)> = BTreeSet::new();
+        let mut days: BTreeSet<(String, Date)> = BTreeSet::new();
+        for message in parsed.iter().flatten() {
+            let Message::Claim(claim) = message else { continue };
+            for line in &claim.lines {
+                days.insert((claim.member_id.to_string(), line.service_date));
+            }
+            let Some(member) = self.registry.member(&claim.member_id) else { continue };
+            let mut claim_periods: BTreeSet<String> = ALWAYS_LOADED_PERIODS.iter().map(|p| (*p).to_owned()).collect();
+            for line in &claim.lines {
+                claim_periods.insert(line.service_date.year().to_string());
+                claim_periods.insert(line.service_date.to_string());
+            }
+            for subject in [Subject::Member(member.member_id.clone()), Subject::Household(member.household_id.clone())]
+            {
+                periods.extend(claim_periods.iter().map(|period| (subject.clone(), period.clone())));
+            }
+        }
+        let mut reversed_keys = Vec::new();
+        for row in self.claims.values().filter(|row| row.reversal.is_none()) {
+            days.extend(row.fingerprints.iter().map(|line| (row.member_id.clone(), line.service_date)));
+            reversed_keys.extend(row.moves.iter().map(|counter_move| counter_move.key.clone()));
+        }
+        self.counters.load_periods(connection, periods).await?;
+        self.counters.load_keys(connection, reversed_keys).await?;
+        self.history.load(connection, days).await?;
+        Ok(())
+    }
+}
+
+async fn load_claims(
+    connection: &mut PgConnection,
+    keys: &BTreeSet<ClaimKey>,
+) -> Result<HashMap<ClaimKey, ClaimRow>, StoreError> {
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        Value,
+        String,
+        Value,
+        Value,
+        Option<Value>,
+        Option<String>,
+    );
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let providers: Vec<String> = keys.iter().map(|(provider, _)| provider.clone()).collect();
+    let claim_ids: Vec<String> = keys.iter().map(|(_, claim)| claim.clone()).collect();
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT c.provider_id, c.claim_id, c.member_id, c.household_id, c.input, c.outcome, c.decision,
+                c.message_id, c.moves, c.fingerprints, c.reversal, c.reversal_message_id
+         FROM claims c JOIN unnest($1::text[], $2::text[]) AS k(provider_id, claim_id)
+           ON c.provider_id = k.provider_id AND c.claim_id = k.claim_id",
+    )
+    .bind(&providers)
+    .bind(&claim_ids)
+    .fetch_all(connection)
+    .await?;
+    let mut claims = HashMap::with_capacity(rows.len());
+    for (
+        provider_id,
+        claim_id,
+        member_id,
+        household_id,
+        input,
+        outcome,
+        body,
+        message_id,
+        moves,
+        fingerprints,
+        reversal,
+        reversal_message_id,
+    ) in rows
+    {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("claims row {provider_id}/{claim_id}: {what}"));
+        let outcome = Outcome::parse(&outcome).ok_or_else(|| corrupt(&format!("unknown outcome {outcome:?}")))?;
+        let reversal = match (reversal, reversal_message_id) {
+            (Some(body), Some(message_id)) => Some(DecisionRef::Stored { body, message_id }),
+            (None, None) => None,
+            _ => return Err(corrupt("reversal without its message id, or the other way round")),
+        };
+        let row = ClaimRow {
+            member_id,
+            household_id,
+            input,
+            outcome,
+            decision: DecisionRef::Stored { body, message_id },
+            decided: None,
+            moves: moves_from_json(&moves)?,
+            fingerprints: fingerprints_from_json(&fingerprints)?,
+            reversal,
+            changed: false,
+        };
+        claims.insert((provider_id, claim_id), row);
+    }
+    Ok(claims)
+}

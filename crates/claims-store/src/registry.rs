@@ -1,0 +1,140 @@
+//! The registry in PostgreSQL: importing a registry file (all or nothing), storing rule pack
+//! sources by content hash, and reading the snapshot one batch of claims needs.
+//!
+//! Members and providers are kept as documents in their registry-file form
+//! (`member_to_json`/`provider_to_json`), so what a claim read is exactly what the audit entry
+//! records, and a new registry field needs no migration.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use claims_domain::contract::{check_registry_names, member_from_json, member_to_json, provider_to_json};
+use claims_domain::ids::{MemberId, ProviderId};
+use claims_domain::registry::{Member, Provider, Registry, RegistrySnapshot};
+use claims_domain::rules::PackSettings;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+
+use crate::{ImportSummary, StoreError};
+
+pub(crate) async fn import(
+    pool: &PgPool,
+    registry: &Registry,
+    pack: &PackSettings,
+) -> Result<ImportSummary, StoreError> {
+    // Refuse the whole file before touching the database: a member on a plan the pack cannot
+    // price would get `error` decisions until someone noticed.
+    check_registry_names(registry, pack)?;
+    let members: Vec<&Member> = registry.members.values().collect();
+    let providers: Vec<&Provider> = registry.providers.values().collect();
+    let mut transaction = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO members (member_id, household_id, document, updated_at)
+         SELECT member_id, household_id, document, now()
+         FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS m(member_id, household_id, document)
+         ON CONFLICT (member_id) DO UPDATE
+         SET household_id = excluded.household_id, document = excluded.document, updated_at = excluded.updated_at",
+    )
+    .bind(members.iter().map(|member| member.member_id.to_string()).collect::<Vec<_>>())
+    .bind(members.iter().map(|member| member.household_id.to_string()).collect::<Vec<_>>())
+    .bind(members.iter().map(|member| member_to_json(member)).collect::<Vec<_>>())
+    .execute(&mut *transaction)
+    .await?;
+    sqlx::query(
+        "INSERT INTO providers (provider_id, document, updated_at)
+         SELECT provider_id, document, now() FROM unnest($1::text[], $2::jsonb[]) AS p(provider_id, document)
+         ON CONFLICT (provider_id) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
+    )
+    .bind(providers.iter().map(|provider| provider.provider_id.to_string()).collect::<Vec<_>>())
+    .bind(providers.iter().map(|provider| provider_to_json(provider)).collect::<Vec<_>>())
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    Ok(ImportSummary { members: members.len(), providers: providers.len() })
+}
+
+pub(crate) async fn save_rule_pack(
+    pool: &PgPool,
+    pack: &str,
+    version: &str,
+    sources: &[(String, String)],
+) -> Result<(), StoreError> {
+    let sources: Vec<Value> = sources.iter().map(|(path, text)| json!({"path": path, "text": text})).collect();
+    // A version is a content hash: the same version always has the same sources, so a second
+    // save has nothing to add.
+    sqlx::query(
+        "INSERT INTO rule_sources (version, pack, sources) VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING",
+    )
+    .bind(version)
+    .bind(pack)
+    .bind(Value::Array(sources))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The part of the registry one batch reads: the members asked for, everyone in their
+/// households, and the providers asked for.
+#[derive(Default)]
+pub(crate) struct RegistryCache {
+    members: BTreeMap<MemberId, Member>,
+    providers: BTreeMap<ProviderId, Provider>,
+}
+
+impl RegistryCache {
+    pub(crate) async fn load(
+        connection: &mut PgConnection,
+        member_ids: &BTreeSet<String>,
+        provider_ids: &BTreeSet<String>,
+    ) -> Result<RegistryCache, StoreError> {
+        let member_ids: Vec<&String> = member_ids.iter().collect();
+        let provider_ids: Vec<&String> = provider_ids.iter().collect();
+        let member_rows: Vec<(String, Value)> = sqlx::query_as(
+            "SELECT member_id, document FROM members
+             WHERE member_id = ANY($1)
+                OR household_id IN (SELECT household_id FROM members WHERE member_id = ANY($1))",
+        )
+        .bind(&member_ids)
+        .fetch_all(&mut *connection)
+        .await?;
+        let provider_rows: Vec<(String, Value)> =
+            sqlx::query_as("SELECT provider_id, document FROM providers WHERE provider_id = ANY($1)")
+                .bind(&provider_ids)
+                .fetch_all(&mut *connection)
+                .await?;
+        let mut cache = RegistryCache::default();
+        for (id, document) in member_rows {
+            let member = member_from_json(&document).map_err(|error| corrupt("member", &id, error))?;
+            cache.members.insert(member.member_id.clone(), member);
+        }
+        for (id, document) in provider_rows {
+            let provider = claims_domain::contract::provider_from_json(&document)
+                .map_err(|error| corrupt("provider", &id, error))?;
+            cache.providers.insert(provider.provider_id.clone(), provider);
+        }
+        Ok(cache)
+    }
+
+    pub(crate) fn member(&self, member_id: &MemberId) -> Option<&Member> {
+        self.members.get(member_id)
+    }
+
+    /// What [`Registry::snapshot`] would give for the same rows: the household's other
+    /// members in member id order.
+    pub(crate) fn snapshot(&self, member_id: &MemberId, provider_id: &ProviderId) -> RegistrySnapshot {
+        let member = self.members.get(member_id).cloned();
+        let household = match &member {
+            Some(member) => self
+                .members
+                .values()
+                .filter(|other| other.household_id == member.household_id && other.member_id != member.member_id)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        RegistrySnapshot { member, household, provider: self.providers.get(provider_id).cloned() }
+    }
+}
+
+fn corrupt(kind: &str, id: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{kind} {id}: stored document does not parse: {error}"))
+}
