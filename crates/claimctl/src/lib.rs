@@ -5,7 +5,10 @@
 //! 2 the command could not run (bad arguments, unreadable files).
 
 mod adjudicate;
+mod audit_command;
+mod database_command;
 mod rules_command;
+mod worker_command;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -28,6 +31,22 @@ enum Command {
     /// Check and test rule packs.
     #[command(subcommand)]
     Rules(rules_command::RulesCommand),
+    /// Run the RabbitMQ worker (reads DATABASE_URL and AMQP_URL).
+    Worker(worker_command::WorkerArgs),
+    /// Publish claims to the queue as a provider would; with --wait, print each decision.
+    Submit(worker_command::SubmitArgs),
+    /// Database schema (reads DATABASE_URL).
+    #[command(subcommand)]
+    Db(database_command::DbCommand),
+    /// The registry of members, households and providers (reads DATABASE_URL).
+    #[command(subcommand)]
+    Registry(database_command::RegistryCommand),
+    /// Claims whose rules failed: list them, re-adjudicate them (reads DATABASE_URL, AMQP_URL).
+    #[command(subcommand)]
+    Claims(database_command::ClaimsCommand),
+    /// The regulator's tools: export, verify and replay the audit log.
+    #[command(subcommand)]
+    Audit(audit_command::AuditCommand),
 }
 
 /// Runs `claimctl` with `args` (the first is the program name), writing results to `out`.
@@ -44,6 +63,12 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, out: &mu
     match cli.command {
         Command::Adjudicate(args) => adjudicate::run(&args, out),
         Command::Rules(command) => rules_command::run(&command, out),
+        Command::Worker(args) => worker_command::run_worker(&args, out),
+        Command::Submit(args) => worker_command::run_submit(&args, out),
+        Command::Db(command) => database_command::run_db(&command, out),
+        Command::Registry(command) => database_command::run_registry(&command, out),
+        Command::Claims(command) => database_command::run_claims(&command, out),
+        Command::Audit(command) => audit_command::run(&command, out),
     }
 }
 

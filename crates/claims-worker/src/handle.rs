@@ -1,0 +1,182 @@
+//! What happens to one micro-batch: [`decide_batch`] (bodies to the store, one transaction) and
+//! [`finish_batch`] (publish everything it produced with confirms, mark the outbox, then one
+//! `multiple` ack on the batch's highest delivery tag).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use claims_store::{Destination, Handled, Incoming};
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::{AMQPValue, ShortString};
+use tokio::sync::watch;
+
+use crate::publish::{self, CONFIRM_TIMEOUT, Pending, Publisher};
+use crate::{Shared, WorkerError, decide};
+
+/// A batch the store has answered, on its way to being published and acknowledged.
+pub(crate) struct Decided {
+    /// In delivery order, all from the session's one consumer channel.
+    deliveries: Vec<Delivery>,
+    /// One answer per delivery; `None`: hand the batch back to the queue (a stop came while
+    /// the database was unreachable).
+    handled: Option<Vec<Handled>>,
+}
+
+/// Has the store decide the UTF-8 bodies of `deliveries` (the others are dead-lettered).
+pub(crate) async fn decide_batch(
+    shared: &Shared,
+    deliveries: Vec<Delivery>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Decided, WorkerError> {
+    shared.metrics.received(deliveries.len());
+    let mut handled: Vec<Option<Handled>> = vec![None; deliveries.len()];
+    let mut incoming = Vec::with_capacity(deliveries.len());
+    for (slot, delivery) in handled.iter_mut().zip(&deliveries) {
+        match std::str::from_utf8(&delivery.data) {
+            Ok(text) => incoming.push(Incoming {
+                body: text.to_owned(),
+                reply_to: delivery.properties.reply_to().as_ref().map(ToString::to_string),
+                correlation_id: delivery.properties.correlation_id().as_ref().map(ToString::to_string),
+            }),
+            Err(error) => {
+                *slot = Some(Handled::DeadLetter {
+                    reason: format!("the message is not UTF-8 text (invalid byte at offset {})", error.valid_up_to()),
+                });
+            }
+        }
+    }
+    let Some(answers) = decide::decide(shared, &incoming, stop).await else {
+        return Ok(Decided { deliveries, handled: None });
+    };
+    if answers.len() != incoming.len() {
+        return Err(WorkerError::StoreAnswer { messages: incoming.len(), answers: answers.len() });
+    }
+    let mut answers = answers.into_iter();
+    let handled = handled.into_iter().filter_map(|slot| slot.or_else(|| answers.next())).collect();
+    Ok(Decided { deliveries, handled: Some(handled) })
+}
+
+/// Publishes what the store returned and the dead letters, waits for every confirm, marks the
+/// outbox rows published, then acknowledges the whole batch at once.
+pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: Decided) -> Result<(), WorkerError> {
+    let Decided { deliveries, handled } = batch;
+    let Some(last) = deliveries.last() else { return Ok(()) };
+    let Some(handled) = handled else {
+        // Explicit, though closing the channel would have the same effect.
+        last.acker.nack(BasicNackOptions { multiple: true, requeue: true }).await?;
+        return Ok(());
+    };
+
+    let mut pending = Pending::default();
+    let mut outbox_ids = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut dead_letters = 0_usize;
+    for (delivery, handled) in deliveries.iter().zip(&handled) {
+        match handled {
+            Handled::Publish(messages) => {
+                for message in messages {
+                    publisher.publish(message, &mut pending).await?;
+                    if message.destination == Destination::Decisions {
+                        outcomes.push(message.routing_key.strip_prefix("decision.").unwrap_or(&message.routing_key));
+                    }
+                }
+                outbox_ids.extend(publish::outbox_ids(messages));
+            }
+            Handled::DeadLetter { reason } => {
+                tracing::warn!(
+                    message_id = delivery.properties.message_id().as_ref().map(ShortString::as_str),
+                    %reason,
+                    "dead-lettering a message"
+                );
+                publisher
+                    .dead_letter(
+                        delivery.routing_key.as_str(),
+                        &delivery.properties,
+                        &delivery.data,
+                        reason,
+                        &mut pending,
+                    )
+                    .await?;
+                dead_letters += 1;
+            }
+        }
+    }
+    let published = pending.len();
+    pending.confirmed(CONFIRM_TIMEOUT).await?;
+
+    let now = SystemTime::now();
+    for (delivery, handled) in deliveries.iter().zip(&handled) {
+        if let (Handled::Publish(_), Some(sent)) = (handled, sent_at(&delivery.properties))
+            && let Ok(elapsed) = now.duration_since(sent)
+        {
+            shared.metrics.end_to_end(elapsed);
+        }
+    }
+    for outcome in &outcomes {
+        shared.metrics.decided(outcome);
+    }
+    for _ in 0..dead_letters {
+        shared.metrics.dead_lettered();
+    }
+    if !outbox_ids.is_empty()
+        && let Err(error) = shared.store.mark_published(&outbox_ids).await
+    {
+        // Published and confirmed: acknowledging is right. The rows stay pending and the
+        // relay sends them again later (same message ids, so downstream drops the repeats).
+        tracing::warn!(%error, rows = outbox_ids.len(), "could not mark outbox rows published");
+    }
+    // One ack for the whole batch, on the channel that delivered it. `false` means the channel
+    // closed under us: the broker will redeliver, and the store will answer with what it kept.
+    if !last.acker.ack(BasicAckOptions { multiple: true }).await? {
+        return Err(WorkerError::ChannelClosed);
+    }
+    tracing::info!(
+        batch = deliveries.len(),
+        published,
+        dead_letters,
+        complete = count(&outcomes, "complete"),
+        partial = count(&outcomes, "partial"),
+        rejected = count(&outcomes, "rejected"),
+        error = count(&outcomes, "error"),
+        reversed = count(&outcomes, "reversed"),
+        "batch done"
+    );
+    Ok(())
+}
+
+fn count(outcomes: &[&str], outcome: &str) -> usize {
+    outcomes.iter().filter(|candidate| **candidate == outcome).count()
+}
+
+/// When the claim was sent: the `timestamp_in_ms` header (the convention of RabbitMQ's
+/// message-timestamp plugin, and what `claimctl submit` sets) or else the AMQP `timestamp`
+/// property, which has whole seconds only.
+fn sent_at(properties: &BasicProperties) -> Option<SystemTime> {
+    let header = properties.headers().as_ref().and_then(|headers| headers.inner().get("timestamp_in_ms"));
+    let millis = match header {
+        Some(AMQPValue::LongLongInt(millis)) => u64::try_from(*millis).ok(),
+        Some(AMQPValue::Timestamp(millis)) => Some(*millis),
+        Some(AMQPValue::LongUInt(millis)) => Some(u64::from(*millis)),
+        _ => properties.timestamp().and_then(|seconds| seconds.checked_mul(1000)),
+    }?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::FieldTable;
+
+    use super::*;
+
+    #[test]
+    fn the_millisecond_header_wins_over_the_seconds_property() {
+        let mut headers = FieldTable::default();
+        headers.insert("timestamp_in_ms".into(), AMQPValue::LongLongInt(1_700_000_000_123));
+        let properties = BasicProperties::default().with_timestamp(1_700_000_000).with_headers(headers);
+        assert_eq!(sent_at(&properties), UNIX_EPOCH.checked_add(Duration::from_millis(1_700_000_000_123)));
+        let seconds_only = BasicProperties::default().with_timestamp(1_700_000_000);
+        assert_eq!(sent_at(&seconds_only), UNIX_EPOCH.checked_add(Duration::from_secs(1_700_000_000)));
+        assert_eq!(sent_at(&BasicProperties::default()), None);
+    }
+}
