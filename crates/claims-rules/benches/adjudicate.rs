@@ -3,8 +3,13 @@
 //! claim: criterion's throughput is claims per second.
 //!
 //! `cargo bench -p claims-rules --bench adjudicate`
+//!
+//! Before criterion's groups, `latency` times each French example claim on its own
+//! (`std::time::Instant`, after a warm-up) over several rounds and prints the distribution
+//! (mean, p50, p90, p99, max in µs), since the target is a p99 per claim.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use claims_domain::accumulators::Counters;
 use claims_domain::contract::{Message, parse_message, parse_registry};
@@ -76,13 +81,92 @@ fn bench_pack(
     group.finish();
 }
 
-fn adjudication(criterion: &mut Criterion) {
+fn french_examples() -> Vec<(claims_domain::claim::Claim, RegistrySnapshot)> {
     let examples = repo().join("examples/fr");
     let registry =
         parse_registry(&std::fs::read_to_string(examples.join("registry.json")).expect("examples/fr/registry.json"))
             .expect("registry");
     let lines = std::fs::read_to_string(examples.join("claims.jsonl")).expect("examples/fr/claims.jsonl");
-    let french_examples = cases(&registry, lines.lines().map(str::to_owned));
+    cases(&registry, lines.lines().map(str::to_owned))
+}
+
+/// The value at quantile `permille`/1000 of sorted `samples`, nearest rank.
+fn quantile(sorted: &[Duration], permille: usize) -> Duration {
+    let rank = (permille * sorted.len()).div_ceil(1000);
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Microseconds with one decimal, without floats (the workspace denies float arithmetic).
+fn micros(duration: Duration) -> String {
+    let tenths = duration.as_nanos() / 100;
+    format!("{}.{} µs", tenths / 10, tenths % 10)
+}
+
+/// Per-claim latency distribution: every claim timed on its own with `Instant`.
+fn latency(_: &mut Criterion) {
+    const ROUNDS: usize = 30;
+    let claims = french_examples();
+    let pack = RhaiPack::load(repo().join("rules/fr")).unwrap_or_else(|error| panic!("{error}"));
+    let counters = Counters::new();
+    let history = History::default();
+    let run = |claim, snapshot| {
+        let inputs = Inputs { claim, registry: snapshot, counters: &counters, history: &history };
+        std::hint::black_box(adjudicate(&inputs, &pack));
+    };
+    for _ in 0..3 {
+        for (claim, snapshot) in &claims {
+            run(claim, snapshot);
+        }
+    }
+    // (time, lines of the claim) for every claim of every round.
+    let mut samples = Vec::with_capacity(ROUNDS * claims.len());
+    for _ in 0..ROUNDS {
+        for (claim, snapshot) in &claims {
+            let start = Instant::now();
+            run(claim, snapshot);
+            samples.push((start.elapsed(), claim.lines.len()));
+        }
+    }
+    let lines: usize = samples.iter().map(|(_, lines)| lines).sum();
+    let total: Duration = samples.iter().map(|(time, _)| *time).sum();
+    let per_line = total / u32::try_from(lines).expect("lines");
+    report(&format!("{} claims x {ROUNDS} rounds", claims.len()), samples.iter().map(|(time, _)| *time).collect());
+    println!(
+        "latency/fr-examples: {} lines a claim on average; {} a line",
+        Ratio(lines, samples.len()),
+        micros(per_line)
+    );
+    let one_line = samples.iter().filter(|(_, lines)| *lines == 1).map(|(time, _)| *time).collect();
+    report("one-line claims", one_line);
+}
+
+/// `a / b` with one decimal, without floats.
+struct Ratio(usize, usize);
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenths = self.0 * 10 / self.1.max(1);
+        write!(f, "{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
+/// Prints mean, p50, p90, p99 and max of `samples`.
+fn report(what: &str, mut samples: Vec<Duration>) {
+    samples.sort_unstable();
+    let Some(max) = samples.last().copied() else { return };
+    let mean = samples.iter().sum::<Duration>() / u32::try_from(samples.len()).expect("samples");
+    println!(
+        "latency/fr-examples, {what}, per claim: mean {}, p50 {}, p90 {}, p99 {}, max {}",
+        micros(mean),
+        micros(quantile(&samples, 500)),
+        micros(quantile(&samples, 900)),
+        micros(quantile(&samples, 990)),
+        micros(max),
+    );
+}
+
+fn adjudication(criterion: &mut Criterion) {
+    let french_examples = french_examples();
     bench_pack(criterion, "fr", "fr-examples", &french_examples);
     for name in ["fr", "be", "sn"] {
         let claims = pack_cases(name);
@@ -90,5 +174,5 @@ fn adjudication(criterion: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, adjudication);
+criterion_group!(benches, latency, adjudication);
 criterion_main!(benches);

@@ -15,6 +15,7 @@ pub mod pack;
 pub mod params;
 mod rulings;
 pub mod testing;
+mod usage;
 mod values;
 
 pub use check::{Diagnostic, check_pack};

@@ -15,6 +15,7 @@ use crate::engine::{PackData, pack_engine, sandboxed_engine};
 use crate::hash::{SourceFile, content_hash};
 use crate::manifest::Manifest;
 use crate::params::Params;
+use crate::usage::parameters_read;
 
 pub(crate) const MANIFEST_FILE: &str = "pack.rhai";
 pub(crate) const PARAMS_FILE: &str = "params.rhai";
@@ -87,6 +88,16 @@ pub(crate) struct Script {
     pub label: String,
     pub text: String,
     pub ast: AST,
+    /// For the functions the pack calls, whether each parameter is read (`usage`); a function
+    /// not listed reads them all.
+    pub reads: BTreeMap<&'static str, Vec<bool>>,
+}
+
+impl Script {
+    /// Whether `fn function` reads its parameter `index`.
+    pub fn reads(&self, function: &str, index: usize) -> bool {
+        self.reads.get(function).and_then(|read| read.get(index)).is_none_or(|read| *read)
+    }
 }
 
 /// A pack with no problems.
@@ -200,7 +211,8 @@ pub(crate) fn load(root: &str, files: &Files<'_>) -> Result<Loaded, Vec<Diagnost
         match engine.compile(&text) {
             Ok(mut ast) => {
                 ast.set_source(script_label.as_str());
-                scripts.insert(relative.clone(), Script { label: script_label, text: text.clone(), ast });
+                let script = Script { label: script_label, text: text.clone(), ast, reads: BTreeMap::new() };
+                scripts.insert(relative.clone(), script);
             }
             Err(error) => problems.push(Diagnostic::from_parse_error(&script_label, &text, &error)),
         }
@@ -219,8 +231,10 @@ pub(crate) fn load(root: &str, files: &Files<'_>) -> Result<Loaded, Vec<Diagnost
             roles.push((script, role_of_agreement("it prices providers outside any agreement".to_owned())));
         }
         for (relative, role) in roles {
-            if let Some(script) = scripts.get(relative) {
+            if let Some(script) = scripts.get_mut(relative) {
                 check_role(script, &role, &mut problems);
+                let read = parameters_read(&engine, &script.ast, &script.text, role.function, role.count);
+                script.reads.insert(role.function, read);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! A compiled rule pack, [`RhaiPack`], answering the pipeline's three questions per line through
 //! the pack's scripts (`claims_domain::rules::RulePack`).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,7 +13,7 @@ use claims_domain::money::Rounding;
 use claims_domain::rules::{
     CompulsoryRuling, LineContext, PackSettings, RulePack, Ruling, SupplementaryRuling, Tariff,
 };
-use rhai::{CallFnOptions, Dynamic, Engine, Scope};
+use rhai::{CallFnOptions, Dynamic, Engine, FuncArgs, Scope};
 use thiserror::Error;
 
 use crate::diagnostic::{Diagnostic, function_definition, rule_failure};
@@ -20,7 +21,10 @@ use crate::hash::SourceFile;
 use crate::load::{Files, MANIFEST_FILE, Script, label, load};
 use crate::manifest::Manifest;
 use crate::rulings;
-use crate::values::{claim_value, compulsory_value, line_value, member_value, provider_value, tariff_value};
+use crate::values::{
+    claim_value, compulsory_value, last_line_value, last_tariff_value, line_value, member_value, plan_value,
+    provider_value, tariff_value,
+};
 
 /// Everything wrong with a pack, one `file:line:col: message` per line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -129,13 +133,15 @@ impl RhaiPack {
         &self,
         script: &Script,
         function: &str,
-        arguments: Vec<Dynamic>,
+        arguments: impl FuncArgs,
         read: impl FnOnce(Dynamic) -> Result<T, String>,
     ) -> Result<T, RuleFailure> {
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &script.ast, function, arguments)
-        }));
+        let outcome = with_scope(|scope| {
+            catch_unwind(AssertUnwindSafe(|| {
+                self.engine.call_fn_with_options::<Dynamic>(options, scope, &script.ast, function, arguments)
+            }))
+        });
         let at_function = |message: String| {
             let (line, column) = function_definition(&script.text, function);
             RuleFailure { file: script.label.clone(), line, column, message }
@@ -146,6 +152,35 @@ impl RhaiPack {
             Err(_) => Err(at_function(format!("the rule engine failed unexpectedly while running fn {function}"))),
         }
     }
+}
+
+thread_local! {
+    /// A scope per thread, emptied before each call: its storage is kept from one call to the
+    /// next instead of growing anew for the arguments and local variables of every call.
+    static SCOPE: RefCell<Scope<'static>> = RefCell::new(Scope::with_capacity(SCOPE_CAPACITY));
+}
+
+/// Variables a script function usually holds at once (its arguments and local variables).
+const SCOPE_CAPACITY: usize = 32;
+
+/// Runs `call` with an empty scope.
+fn with_scope<T>(call: impl FnOnce(&mut Scope<'static>) -> T) -> T {
+    SCOPE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scope) => {
+            scope.clear();
+            let result = call(&mut scope);
+            scope.clear();
+            result
+        }
+        // Only if a call were ever made from inside another one on the same thread.
+        Err(_) => call(&mut Scope::new()),
+    })
+}
+
+/// The value of an argument the function reads, or `()` for one its body never names (`usage`):
+/// it cannot tell the difference, and nothing is built or copied for it.
+fn argument(read: bool, value: impl FnOnce() -> Dynamic) -> Dynamic {
+    if read { value() } else { Dynamic::UNIT }
 }
 
 impl RulePack for RhaiPack {
@@ -164,7 +199,13 @@ impl RulePack for RhaiPack {
                 })?,
             };
         let script = self.script(relative)?;
-        let arguments = vec![line_value(context), member_value(context), provider_value(context), claim_value(context)];
+        let read = |index| script.reads("tariff", index);
+        let arguments = [
+            argument(read(0), || line_value(context)),
+            argument(read(1), || member_value(context)),
+            argument(read(2), || provider_value(context)),
+            argument(read(3), || claim_value(context)),
+        ];
         self.call(script, "tariff", arguments, rulings::tariff)
     }
 
@@ -175,13 +216,14 @@ impl RulePack for RhaiPack {
         tariff: &Tariff,
     ) -> Result<Ruling<CompulsoryRuling>, RuleFailure> {
         let script = self.plan_script(plan)?;
-        let arguments = vec![
-            plan.as_str().into(),
-            line_value(context),
-            member_value(context),
-            provider_value(context),
-            claim_value(context),
-            tariff_value(tariff),
+        let read = |index| script.reads("compulsory", index);
+        let arguments = [
+            argument(read(0), || plan_value(plan)),
+            argument(read(1), || line_value(context)),
+            argument(read(2), || member_value(context)),
+            argument(read(3), || provider_value(context)),
+            argument(read(4), || claim_value(context)),
+            argument(read(5), || tariff_value(tariff)),
         ];
         self.call(script, "compulsory", arguments, |value| rulings::compulsory(value, tariff, self.rounding))
     }
@@ -194,14 +236,16 @@ impl RulePack for RhaiPack {
         compulsory: Option<&CompulsoryPart>,
     ) -> Result<Ruling<SupplementaryRuling>, RuleFailure> {
         let script = self.plan_script(plan)?;
-        let arguments = vec![
-            plan.as_str().into(),
-            line_value(context),
-            member_value(context),
-            provider_value(context),
-            claim_value(context),
-            tariff_value(tariff),
-            compulsory_value(compulsory),
+        let read = |index| script.reads("supplementary", index);
+        let arguments = [
+            argument(read(0), || plan_value(plan)),
+            // The pipeline asks this last about a line: the line and tariff kept are handed over.
+            argument(read(1), || last_line_value(context)),
+            argument(read(2), || member_value(context)),
+            argument(read(3), || provider_value(context)),
+            argument(read(4), || claim_value(context)),
+            argument(read(5), || last_tariff_value(tariff)),
+            argument(read(6), || compulsory_value(compulsory)),
         ];
         self.call(script, "supplementary", arguments, rulings::supplementary)
     }
