@@ -166,3 +166,52 @@ async fn after_kill_9_a_new_worker_finishes_and_every_claim_has_exactly_one_deci
     client.close().await;
     fixture.cleanup().await;
 }
+
+/// A copy of the French pack whose doctors' agreement fails on every call.
+fn broken_french_pack() -> PathBuf {
+    let dir = claims_e2e::scratch("retry-broken-pack");
+    let pack = dir.join("fr");
+    claims_e2e::copy_dir(&rules_dir(), &pack);
+    let script = "fn tariff(line, member, provider, claim) {\n    line.no_such_key\n}\n";
+    std::fs::write(pack.join("agreements/medecins.rhai"), script).unwrap_or_else(|error| panic!("{error}"));
+    pack
+}
+
+#[tokio::test]
+async fn a_claim_whose_rules_failed_is_retried_by_claimctl_once_the_pack_is_fixed() {
+    let fixture = Fixture::new("retry").await;
+    let broken = claims_rules::RhaiPack::load(broken_french_pack()).unwrap_or_else(|error| panic!("{error}"));
+    let claim = r#"{"schema":"claim/v1","claim_id":"C-RETRY-1","provider_id":"P-GP-0001","member_id":"M-000001","submitted_on":"2025-11-06","currency":"EUR","third_party_payment":[],"lines":[{"line":1,"act":"G","service_date":"2025-11-05","quantity":1,"charged":3000,"attributes":{}}]}"#;
+    let incoming = claims_store::Incoming { body: claim.to_owned(), reply_to: None, correlation_id: None };
+    let handled =
+        fixture.store.decide(std::slice::from_ref(&incoming), &broken).await.unwrap_or_else(|error| panic!("{error}"));
+    // As the worker would: the error decision is published, its outbox rows marked.
+    for outcome in &handled {
+        if let claims_store::Handled::Publish(messages) = outcome {
+            let ids: Vec<i64> = messages.iter().filter_map(|message| message.outbox_id).collect();
+            fixture.store.mark_published(&ids).await.unwrap_or_else(|error| panic!("{error}"));
+        }
+    }
+    let errors = fixture.store.error_claims().await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(errors.len(), 1, "the broken pack leaves one error claim");
+    assert!(errors[0].position.contains("medecins.rhai:2:"), "position names the script line: {errors:?}");
+
+    let status = Command::new(claimctl_binary())
+        .args(["claims", "retry", "--rules", &rules_dir().to_string_lossy(), "--prefix", &fixture.prefix])
+        .env("DATABASE_URL", &fixture.database.url)
+        .env("AMQP_URL", &fixture.amqp_url)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|error| panic!("running claimctl claims retry: {error}"));
+    assert!(status.success(), "claimctl claims retry failed: {status}");
+
+    assert!(fixture.store.error_claims().await.unwrap_or_else(|error| panic!("{error}")).is_empty());
+    let decision = fixture.store.decision("P-GP-0001", "C-RETRY-1").await.unwrap_or_else(|error| panic!("{error}"));
+    let decision = decision.unwrap_or_else(|| panic!("no decision after the retry"));
+    assert_eq!(decision["outcome"], "complete", "{decision}");
+    assert_eq!(decision["lines"][0]["compulsory"]["paid"], 1900, "{decision}");
+    let pending =
+        fixture.store.pending_outbox(std::time::Duration::ZERO, 100).await.unwrap_or_else(|error| panic!("{error}"));
+    assert!(pending.is_empty(), "the retried decision's messages were published and marked: {pending:?}");
+    fixture.cleanup().await;
+}

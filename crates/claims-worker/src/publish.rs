@@ -167,10 +167,13 @@ pub async fn publish_once(amqp_url: &str, prefix: &str, messages: &[OutboxMessag
         pending.confirmed(CONFIRM_TIMEOUT).await
     }
     .await;
-    // Close even after an error, so the broker does not wait for a heartbeat to notice.
-    let closed = connection.close(200, "done".into()).await;
-    result?;
-    closed.map_err(WorkerError::from)
+    // Close even after an error, so the broker does not wait for a heartbeat to notice. Once
+    // every message is confirmed a failed close handshake (e.g. the publisher's channel already
+    // closing as it is dropped) loses nothing, so it is only worth a warning.
+    if let Err(error) = connection.close(200, "done".into()).await {
+        tracing::warn!(%error, "closing the publishing connection failed after all messages were confirmed");
+    }
+    result
 }
 
 /// An outbox id for every message that has one (repeats of stored decisions have none).
