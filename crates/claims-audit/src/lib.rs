@@ -1,19 +1,57 @@
-//! The audit log's entry format, `audit/v1`, and its hash chain.
+//! The audit log's entry format, `audit/v1`, its hash chain, and the regulator's tools that need
+//! no database: verifying a chain ([`verify`]), replaying entries ([`replay`]), the export file
+//! ([`export`]) and the report of a replay ([`report`]).
 //!
 //! An entry records everything a regulator needs to re-derive a decision without trusting the
-//! mutual's running system: the input message as received, the registry snapshot, the counters
-//! before and their moves, the member's earlier lines (duplicate detection), the rule pack's
-//! content hash and the decision. `hash = sha256(prev_hash ‖ canonical bytes of the entry
-//! without its hash)`; the canonical bytes are compact JSON with keys in sorted order (no floats
-//! anywhere, so the encoding is exact).
+//! mutual's running system. It is an explicit, versioned format built field by field
+//! ([`codec`]): not a serialization of domain types, so a refactor of the domain cannot change
+//! what a regulator replays.
 //!
-//! This is an explicit, versioned format built field by field: it is not a serialization of
-//! domain types, so a refactor of the domain cannot change what a regulator replays.
+//! # The entry, `audit/v1`
+//!
+//! One JSON object per line, with these fields:
+//!
+//! | field | what it holds |
+//! |---|---|
+//! | `format` | `"audit/v1"` |
+//! | `seq` | 1, 2, 3… with no gap: the place in the log |
+//! | `recorded_at` | when it was recorded (RFC 3339, UTC, the recorder's clock; informational but hashed) |
+//! | `input` | the message (claim/v1, cancellation/v1, or whatever came) exactly as received, as a string |
+//! | `registry` | the registry snapshot the decision read: `{"member", "household": [...], "provider"}`, members and providers in their registry-file form (with their coverages), `null` when unknown |
+//! | `counters_before` | every counter value the decision read, before it: `[{"subject", "id", "counter", "period", "value"}]` (a counter not listed was zero) |
+//! | `moves` | the counters it moved: `[{"subject", "id", "counter", "period", "before", "after"}]` |
+//! | `history` | the member's lines already decided on the claim's service dates (duplicate detection): `[{"provider_id", "act", "service_date", "charged"}]` |
+//! | `cancels` | `null`, or for a cancellation what it found to cancel: `{"decision": the claim's decision/v1 as it stood (without `audit`), or null when the claim was never decided, "moves": that decision's counter moves}` |
+//! | `rules` | `{"pack", "version"}`: the rule pack and its content hash (`sha256:…`), as in the decision |
+//! | `decision` | the decision/v1 message, without its `audit` field |
+//! | `prev_hash` | the previous entry's `hash` ([`GENESIS_HASH`], 64 zeros, for `seq` 1) |
+//! | `hash` | `sha256(prev_hash ‖ canonical entry)` in lower-case hex |
+//!
+//! Amounts are integers in minor units, dates `YYYY-MM-DD`; there are no floats anywhere.
+//!
+//! # The chain
+//!
+//! `hash = hex(sha256(prev_hash as its 64 ASCII hex characters ‖ canonical bytes of the entry
+//! without its "hash" field))`. The canonical bytes are compact JSON (no spaces) with object
+//! keys sorted by their UTF-8 bytes, strings escaped as `serde_json` does (`"` as `\"`, `\` as
+//! `\\`, control characters as `\n`, `\t`… or `\u00XX`, everything else as raw UTF-8) and integers
+//! in plain decimal. A verifier parses each line and re-encodes it, so the hash does not depend
+//! on the spacing or key order of the stored line, only on its content.
+//!
+//! Replaying an entry needs only the entry and the rule sources of its `rules.version`: a claim
+//! is adjudicated with the recorded snapshot, counters and history; an invalid message is
+//! rejected again; a cancellation is decided again from what it recorded it cancelled
+//! ([`claims_domain::ledger::decide_cancellation`]).
 
-use claims_domain::accumulators::{CounterKey, CounterMove, Counters, Subject};
+pub mod codec;
+pub mod export;
+pub mod replay;
+pub mod report;
+pub mod verify;
+
+use std::io::Write as _;
+
 use claims_domain::ledger::Effect;
-use claims_domain::pipeline::History;
-use claims_domain::registry::RegistrySnapshot;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -48,24 +86,23 @@ pub struct EntryContent<'a> {
 
 /// Appends `content` at `head`: returns the entry and moves the head on.
 pub fn append(head: &mut ChainHead, content: &EntryContent<'_>) -> Value {
-    let mut decision = content.decision.clone();
-    if let Some(object) = decision.as_object_mut() {
-        object.remove("audit");
-    }
+    let decision = codec::without_audit(content.decision.clone());
+    let effect = content.effect;
     let mut entry = json!({
         "format": FORMAT,
         "seq": head.next_sequence,
         "recorded_at": content.recorded_at,
         "input": content.input,
-        "registry": registry_to_json(&content.effect.registry),
-        "counters_before": counters_to_json(&content.effect.counters_before),
-        "moves": moves_to_json(&content.effect.moves),
-        "history": history_to_json(&content.effect.history),
+        "registry": codec::registry_to_json(&effect.registry),
+        "counters_before": codec::counters_to_json(&effect.counters_before),
+        "moves": codec::moves_to_json(&effect.moves),
+        "history": codec::history_to_json(&effect.history),
+        "cancels": codec::cancels_to_json(effect.cancels.as_ref()),
         "rules": decision.get("rules").cloned().unwrap_or(Value::Null),
         "decision": decision,
         "prev_hash": head.previous_hash,
     });
-    let hash = entry_hash(&head.previous_hash, &entry);
+    let hash = hash_of(&head.previous_hash, &entry);
     entry["hash"] = Value::String(hash.clone());
     head.next_sequence += 1;
     head.previous_hash = hash;
@@ -74,14 +111,40 @@ pub fn append(head: &mut ChainHead, content: &EntryContent<'_>) -> Value {
 
 /// `sha256(prev_hash ‖ canonical(entry without "hash"))`, hex.
 pub fn entry_hash(previous_hash: &str, entry: &Value) -> String {
-    let mut without_hash = entry.clone();
-    if let Some(object) = without_hash.as_object_mut() {
-        object.remove("hash");
+    match entry {
+        Value::Object(map) if map.contains_key("hash") => {
+            let mut without_hash = map.clone();
+            without_hash.remove("hash");
+            hash_of(previous_hash, &Value::Object(without_hash))
+        }
+        other => hash_of(previous_hash, other),
     }
+}
+
+/// The hash of an entry that has no `hash` field.
+fn hash_of(previous_hash: &str, entry: &Value) -> String {
     let mut hasher = Sha256::new();
     hasher.update(previous_hash.as_bytes());
-    hasher.update(canonical_bytes(&without_hash));
+    // Encoded straight into the hasher through a buffer: the same bytes as `canonical_bytes`,
+    // without building them as one string, and without hashing a few bytes at a time.
+    let mut writer = std::io::BufWriter::with_capacity(16 * 1024, HashWriter(&mut hasher));
+    let _ = serde_json::to_writer(&mut writer, entry);
+    let _ = writer.flush();
+    drop(writer);
     hex::encode(hasher.finalize())
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Compact JSON with object keys in sorted order (serde_json's default map is sorted).
@@ -91,9 +154,9 @@ pub fn canonical_bytes(value: &Value) -> Vec<u8> {
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChainError {
-    #[error("entry {line}: not valid JSON: {problem}")]
-    NotJson { line: u64, problem: String },
-    #[error("entry {line}: expected sequence {expected}, found {found}")]
+    #[error("entry seq {sequence} (line {line}): not a JSON object: {problem}")]
+    NotJson { sequence: u64, line: u64, problem: String },
+    #[error("entry seq {expected} (line {line}): gap in sequence: found seq {found}")]
     Gap { line: u64, expected: u64, found: String },
     #[error("entry seq {sequence}: prev_hash does not match the previous entry's hash")]
     BrokenLink { sequence: u64 },
@@ -101,92 +164,121 @@ pub enum ChainError {
     HashMismatch { sequence: u64 },
 }
 
-/// Checks one entry against the head and moves the head on.
-pub fn verify_next(head: &mut ChainHead, line_number: u64, text: &str) -> Result<Value, ChainError> {
-    let entry: Value = serde_json::from_str(text)
-        .map_err(|error| ChainError::NotJson { line: line_number, problem: error.to_string() })?;
-    let sequence = entry.get("seq").and_then(Value::as_u64);
-    if sequence != Some(head.next_sequence) {
+/// One entry checked on its own: parsed, and its hash compared with the hash of its content
+/// chained to its own `prev_hash`. No entry depends on another for this, so a long log is
+/// checked on every core; [`link`] then checks the entries in order against the chain.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The fields the chain needs, or why the text is not a JSON object.
+    fields: Result<LinkFields, String>,
+    /// The entry (with its `hash`), when it is a JSON object; a caller may take it.
+    pub value: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+struct LinkFields {
+    seq: Option<u64>,
+    seq_text: String,
+    prev_hash: Option<String>,
+    hash: String,
+    /// `hash` is the hash of the content chained to `prev_hash`.
+    consistent: bool,
+    format: Option<String>,
+    rules_version: Option<String>,
+}
+
+impl Checked {
+    /// The entry's `format`, if it reads as an entry.
+    pub fn format(&self) -> Option<&str> {
+        self.fields.as_ref().ok().and_then(|fields| fields.format.as_deref())
+    }
+
+    /// The entry's `rules.version`, if it reads as an entry.
+    pub fn rules_version(&self) -> Option<&str> {
+        self.fields.as_ref().ok().and_then(|fields| fields.rules_version.as_deref())
+    }
+
+    /// The entry's `seq`, if it reads as an entry.
+    pub fn seq(&self) -> Option<u64> {
+        self.fields.as_ref().ok().and_then(|fields| fields.seq)
+    }
+
+    /// Whether the entry is whole: its hash is its content's (chained to its own `prev_hash`).
+    pub fn consistent(&self) -> bool {
+        self.fields.as_ref().is_ok_and(|fields| fields.consistent)
+    }
+}
+
+/// Checks one entry on its own (see [`Checked`]).
+pub fn check(text: &[u8]) -> Checked {
+    let mut entry: Value = match serde_json::from_slice(text) {
+        Ok(entry) => entry,
+        Err(error) => return Checked { fields: Err(error.to_string()), value: None },
+    };
+    let Some(object) = entry.as_object_mut() else {
+        return Checked { fields: Err("expected an object".to_owned()), value: None };
+    };
+    let hash = match object.remove("hash") {
+        Some(Value::String(hash)) => hash,
+        _ => String::new(),
+    };
+    let prev_hash = object.get("prev_hash").and_then(Value::as_str).map(str::to_owned);
+    let consistent = prev_hash.as_deref().is_some_and(|previous| hash_of(previous, &entry) == hash);
+    let fields = LinkFields {
+        seq: entry.get("seq").and_then(Value::as_u64),
+        seq_text: entry.get("seq").map_or_else(|| "none".to_owned(), ToString::to_string),
+        prev_hash,
+        hash: hash.clone(),
+        consistent,
+        format: entry.get("format").and_then(Value::as_str).map(str::to_owned),
+        rules_version: entry
+            .get("rules")
+            .and_then(|rules| rules.get("version"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+    entry["hash"] = Value::String(hash);
+    Checked { fields: Ok(fields), value: Some(entry) }
+}
+
+/// Checks a [`Checked`] entry against the head (no gap in `seq`, `prev_hash` is the previous
+/// entry's hash, its own hash matches) and moves the head on.
+pub fn link(head: &mut ChainHead, line_number: u64, checked: &Checked) -> Result<(), ChainError> {
+    let fields = checked.fields.as_ref().map_err(|problem| ChainError::NotJson {
+        sequence: head.next_sequence,
+        line: line_number,
+        problem: problem.clone(),
+    })?;
+    if fields.seq != Some(head.next_sequence) {
         return Err(ChainError::Gap {
             line: line_number,
             expected: head.next_sequence,
-            found: entry.get("seq").map_or_else(|| "none".to_owned(), ToString::to_string),
+            found: fields.seq_text.clone(),
         });
     }
-    if entry.get("prev_hash").and_then(Value::as_str) != Some(head.previous_hash.as_str()) {
+    if fields.prev_hash.as_deref() != Some(head.previous_hash.as_str()) {
         return Err(ChainError::BrokenLink { sequence: head.next_sequence });
     }
-    let recorded = entry.get("hash").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if entry_hash(&head.previous_hash, &entry) != recorded {
+    if !fields.consistent {
         return Err(ChainError::HashMismatch { sequence: head.next_sequence });
     }
     head.next_sequence += 1;
-    head.previous_hash = recorded;
-    Ok(entry)
+    head.previous_hash.clone_from(&fields.hash);
+    Ok(())
 }
 
-fn registry_to_json(snapshot: &RegistrySnapshot) -> Value {
-    json!({
-        "member": snapshot.member.as_ref().map(claims_domain::contract::member_to_json),
-        "household": snapshot.household.iter().map(claims_domain::contract::member_to_json).collect::<Vec<_>>(),
-        "provider": snapshot.provider.as_ref().map(claims_domain::contract::provider_to_json),
-    })
-}
-
-fn key_to_json(key: &CounterKey) -> Value {
-    let (subject, id) = match &key.subject {
-        Subject::Member(member) => ("member", member.as_str()),
-        Subject::Household(household) => ("household", household.as_str()),
-    };
-    json!({"subject": subject, "id": id, "counter": key.counter, "period": key.period})
-}
-
-fn counters_to_json(counters: &Counters) -> Value {
-    Value::Array(
-        counters
-            .iter()
-            .map(|(key, value)| {
-                let mut item = key_to_json(key);
-                item["value"] = json!(value);
-                item
-            })
-            .collect(),
-    )
-}
-
-fn moves_to_json(moves: &[CounterMove]) -> Value {
-    Value::Array(
-        moves
-            .iter()
-            .map(|counter_move| {
-                let mut item = key_to_json(&counter_move.key);
-                item["before"] = json!(counter_move.before);
-                item["after"] = json!(counter_move.after);
-                item
-            })
-            .collect(),
-    )
-}
-
-fn history_to_json(history: &History) -> Value {
-    Value::Array(
-        history
-            .iter()
-            .map(|fingerprint| {
-                json!({
-                    "provider_id": fingerprint.provider_id.as_str(),
-                    "act": fingerprint.act.as_str(),
-                    "service_date": fingerprint.service_date.to_string(),
-                    "charged": fingerprint.charged.minor_units(),
-                })
-            })
-            .collect(),
-    )
+/// Checks one entry against the head and moves the head on.
+pub fn verify_next(head: &mut ChainHead, line_number: u64, text: &str) -> Result<Value, ChainError> {
+    let mut checked = check(text.as_bytes());
+    link(head, line_number, &checked)?;
+    Ok(checked.value.take().unwrap_or(Value::Null))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use claims_domain::accumulators::Counters;
+    use claims_domain::pipeline::History;
     use claims_domain::registry::RegistrySnapshot;
 
     fn effect() -> Effect {
@@ -195,7 +287,16 @@ mod tests {
             counters_before: Counters::new(),
             history: History::default(),
             moves: Vec::new(),
+            cancels: None,
         }
+    }
+
+    #[test]
+    fn the_canonical_encoding_sorts_keys_and_has_no_spaces() {
+        // Guards the workspace against serde_json's `preserve_order` feature, which would make
+        // the bytes depend on the order fields were written in.
+        let value: Value = serde_json::from_str("{\"b\": [1, {\"z\": \"\\n\", \"y\": null}], \"a\": -2}").unwrap();
+        assert_eq!(canonical_bytes(&value), br#"{"a":-2,"b":[1,{"y":null,"z":"\n"}]}"#);
     }
 
     #[test]

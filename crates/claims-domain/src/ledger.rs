@@ -4,15 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::accumulators::{CounterKey, CounterMove, Counters};
-use crate::claim::Claim;
+use crate::accumulators::{CounterKey, CounterMove, CounterSource, Counters};
+use crate::claim::{Cancellation, Claim};
 use crate::contract::{Message, parse_message};
 use crate::date::Date;
 use crate::decision::{Decision, Outcome};
 use crate::ids::MemberId;
-use crate::pipeline::{self, History, Inputs, LineFingerprint};
+use crate::pipeline::{self, Adjudication, History, Inputs, LineFingerprint};
 use crate::registry::{Registry, RegistrySnapshot};
-use crate::rules::RulePack;
+use crate::rules::{PackSettings, RulePack};
 
 /// What one message did: the decision, and the recorded effect when it is a new decision
 /// (`None` when an earlier decision was given again).
@@ -29,6 +29,55 @@ pub struct Effect {
     pub counters_before: Counters,
     pub history: History,
     pub moves: Vec<CounterMove>,
+    /// For a cancellation: what it found to cancel (`None` for a claim or an invalid message).
+    pub cancels: Option<Cancelled>,
+}
+
+/// What a cancellation found: the claim's decision as it then stood (`None`: the claim was
+/// never decided) and the counter moves that decision made. Recorded with the cancellation's
+/// decision, so that it can be decided again from the record alone ([`decide_cancellation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    pub decision: Option<Decision>,
+    pub moves: Vec<CounterMove>,
+}
+
+/// Decides a cancellation of a claim that is not reversed yet (a claim already reversed gets
+/// its reversal again, with no new decision): refused when there is no decision to cancel or
+/// nothing was paid (`rejected`, `error`), otherwise the decision is reversed from the counters
+/// as they stand `now`. Shared by the ledger, the PostgreSQL store and the regulator's replay.
+pub fn decide_cancellation(
+    cancellation: &Cancellation,
+    cancelled: &Cancelled,
+    now: &dyn CounterSource,
+    settings: &PackSettings,
+) -> Adjudication {
+    let refuse = |member_id: &str, text: String| Adjudication {
+        decision: pipeline::rejected_cancellation(
+            cancellation.provider_id.as_str(),
+            cancellation.claim_id.as_str(),
+            member_id,
+            settings,
+            text,
+        ),
+        moves: Vec::new(),
+        counters_read: Counters::new(),
+        fingerprints: Vec::new(),
+    };
+    match &cancelled.decision {
+        None => refuse(
+            "",
+            format!(
+                "no decision to cancel for claim {} of provider {}",
+                cancellation.claim_id, cancellation.provider_id
+            ),
+        ),
+        Some(original) if matches!(original.outcome, Outcome::Rejected | Outcome::Error | Outcome::Reversed) => {
+            let text = format!("claim {} was {}: nothing to reverse", cancellation.claim_id, original.outcome.name());
+            refuse(&original.member_id, text)
+        }
+        Some(original) => pipeline::reverse(original, &cancelled.moves, now, settings),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,48 +165,34 @@ impl Ledger {
                         counters_before: adjudication.counters_read,
                         history,
                         moves: adjudication.moves,
+                        cancels: None,
                     }),
                 }
             }
             Ok(Message::Cancellation(cancellation)) => {
                 let key = (cancellation.provider_id.to_string(), cancellation.claim_id.to_string());
-                let refuse = |member_id: &str, text: String| {
-                    pipeline::rejected_cancellation(
-                        cancellation.provider_id.as_str(),
-                        cancellation.claim_id.as_str(),
-                        member_id,
-                        settings,
-                        text,
-                    )
-                };
                 let Some(entry) = self.entries.get(&key) else {
-                    let text = format!(
-                        "no decision to cancel for claim {} of provider {}",
-                        cancellation.claim_id, cancellation.provider_id
-                    );
-                    return Recorded { decision: refuse("", text), effect: Some(self.effect_for(None, Vec::new())) };
+                    let cancelled = Cancelled { decision: None, moves: Vec::new() };
+                    let adjudication = decide_cancellation(&cancellation, &cancelled, &self.counters, settings);
+                    let mut effect = self.effect_for(None, Vec::new());
+                    effect.cancels = Some(cancelled);
+                    return Recorded { decision: adjudication.decision, effect: Some(effect) };
                 };
                 if let Some(reversal) = &entry.reversal {
                     return Recorded { decision: reversal.clone(), effect: None };
                 }
-                if matches!(entry.decision.outcome, Outcome::Rejected | Outcome::Error) {
-                    let text = format!(
-                        "claim {} was {}: nothing to reverse",
-                        cancellation.claim_id,
-                        entry.decision.outcome.name()
-                    );
-                    let member_id = entry.decision.member_id.clone();
-                    return Recorded {
-                        decision: refuse(&member_id, text),
-                        effect: Some(self.effect_for(None, Vec::new())),
-                    };
+                let cancelled = Cancelled { decision: Some(entry.decision.clone()), moves: entry.moves.clone() };
+                let adjudication = decide_cancellation(&cancellation, &cancelled, &self.counters, settings);
+                if adjudication.decision.outcome != Outcome::Reversed {
+                    let mut effect = self.effect_for(None, Vec::new());
+                    effect.cancels = Some(cancelled);
+                    return Recorded { decision: adjudication.decision, effect: Some(effect) };
                 }
                 let member_id = entry.member_id.clone();
                 let snapshot = match &member_id {
                     Some(member_id) => self.registry.snapshot(member_id, &cancellation.provider_id),
                     None => RegistrySnapshot { member: None, household: Vec::new(), provider: None },
                 };
-                let adjudication = pipeline::reverse(&entry.decision, &entry.moves, &self.counters, settings);
                 let fingerprints = entry.fingerprints.clone();
                 self.counters.apply(&adjudication.moves);
                 if let Some(member_id) = &member_id {
@@ -177,6 +212,7 @@ impl Ledger {
                         counters_before: adjudication.counters_read,
                         history: History::default(),
                         moves: adjudication.moves,
+                        cancels: Some(cancelled),
                     }),
                 }
             }
@@ -189,6 +225,7 @@ impl Ledger {
             counters_before: Counters::new(),
             history: History::default(),
             moves,
+            cancels: None,
         }
     }
 

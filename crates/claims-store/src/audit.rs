@@ -89,6 +89,14 @@ fn to_column(sequence: u64) -> Result<i64, StoreError> {
     i64::try_from(sequence).map_err(|_| StoreError::Corrupt(format!("audit sequence {sequence} out of range")))
 }
 
+pub(crate) async fn head(pool: &PgPool) -> Result<(u64, String), StoreError> {
+    let (sequence, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id").fetch_one(pool).await?;
+    let sequence =
+        u64::try_from(sequence).map_err(|_| StoreError::Corrupt(format!("audit_head.seq is negative: {sequence}")))?;
+    Ok((sequence, hash))
+}
+
 /// Up to `limit` entries after sequence `after`, as `(seq, exact JSON line)`, in order: what
 /// `claims_audit::verify_next` walks and what an export writes.
 pub(crate) async fn entries(pool: &PgPool, after: u64, limit: i64) -> Result<Vec<(u64, String)>, StoreError> {

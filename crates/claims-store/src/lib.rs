@@ -11,7 +11,9 @@
 //! batch: `locks`, the in-memory `cache` of counters and history, `record` = the ledger's rules
 //! per message, `finish` = audit, bulk writes, outbox), `audit` (the chain in PostgreSQL),
 //! `outbox` (messages, relay), `queries` (reads), [`stored`] (jsonb forms). The schema and why
-//! it is so: `migrations/`.
+//! it is so: `migrations/`; the regulator's read-only role `claims_regulator` (the audit log,
+//! its head, the decisions, the rule sources) and the audit head that only moves forward:
+//! `migrations/*_regulator.sql`.
 
 mod audit;
 mod decide;
@@ -20,6 +22,7 @@ mod queries;
 mod registry;
 pub mod stored;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use claims_domain::accumulators::CounterKey;
@@ -235,5 +238,16 @@ impl Store {
     /// `(seq, exact JSON line)` in order, for `claims_audit::verify_next` and exports.
     pub async fn audit_entries(&self, after: u64, limit: i64) -> Result<Vec<(u64, String)>, StoreError> {
         audit::entries(&self.pool, after, limit).await
+    }
+
+    /// The head of the audit chain: the last sequence number and its hash (`0` and the genesis
+    /// hash while the log is empty).
+    pub async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        audit::head(&self.pool).await
+    }
+
+    /// Every rule pack version (content hash) whose sources are stored.
+    pub async fn rule_versions(&self) -> Result<BTreeSet<String>, StoreError> {
+        queries::rule_versions(&self.pool).await
     }
 }

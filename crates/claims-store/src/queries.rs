@@ -94,3 +94,8 @@ pub(crate) async fn rule_pack_sources(
         .collect::<Result<Vec<_>, StoreError>>()
         .map(Some)
 }
+
+pub(crate) async fn rule_versions(pool: &PgPool) -> Result<std::collections::BTreeSet<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT version FROM rule_sources").fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|(version,)| version).collect())
+}

@@ -2,10 +2,20 @@
 //!
 //! Built field by field from the domain decision, so the wire format only changes here. Keys are
 //! emitted in sorted order (serde_json's default map), which makes the bytes deterministic.
+//! [`decision_from_json`] is its exact inverse: a cancellation reverses a stored decision and a
+//! regulator's replay reverses a recorded one, so both must read it as it was written.
 
 use serde_json::{Value, json};
 
-use crate::decision::{CompulsoryPart, Decision, LineDecision, Payment, Reason, Recovery, SupplementaryPart};
+use super::fields::FieldError;
+use super::reader::Reader;
+use crate::claim::Scheme;
+use crate::decision::{
+    CompulsoryPart, Decision, Deduction, LineDecision, Outcome, Payee, Payment, Reason, ReasonGroup, Recovery,
+    RecoveryKind, RuleFailure, RulesVersion, SupplementaryPart,
+};
+use crate::ids::{ActCode, PlanName};
+use crate::money::{Amount, Currency, RateBps};
 
 /// The decision/v1 message for `decision`, with `audit: null` until a recorder sets it.
 pub fn decision_to_json(decision: &Decision) -> Value {
@@ -91,5 +101,126 @@ fn recovery_to_json(recovery: &Recovery) -> Value {
         "scheme": recovery.scheme.name(),
         "member_id": recovery.member_id,
         "amount": recovery.amount.minor_units(),
+    })
+}
+
+/// Reads a decision/v1 message (as [`decision_to_json`] writes it) back into the domain
+/// decision; `audit` and `schema` are ignored. Errors name the field (`decision.lines[0].charged`).
+pub fn decision_from_json(value: &Value) -> Result<Decision, FieldError> {
+    let root = Reader::root(value, "decision");
+    let currency = match root.optional("currency") {
+        None => None,
+        Some(item) => Some(Currency::parse(item.as_text()?).map_err(|error| item.problem(error.to_string()))?),
+    };
+    let rules = match root.optional("rules") {
+        None => None,
+        Some(rules) => {
+            Some(RulesVersion { pack: rules.text("pack")?.to_owned(), version: rules.text("version")?.to_owned() })
+        }
+    };
+    let error = match root.optional("error") {
+        None => None,
+        Some(error) => Some(RuleFailure {
+            file: error.text("file")?.to_owned(),
+            line: error.small("line")?,
+            column: error.small("column")?,
+            message: error.text("message")?.to_owned(),
+        }),
+    };
+    Ok(Decision {
+        claim_id: root.text("claim_id")?.to_owned(),
+        provider_id: root.text("provider_id")?.to_owned(),
+        member_id: root.text("member_id")?.to_owned(),
+        outcome: root.named("outcome", Outcome::parse)?,
+        currency,
+        lines: root.field("lines")?.items()?.iter().map(line_from_json).collect::<Result<_, _>>()?,
+        payments: root.field("payments")?.items()?.iter().map(payment_from_json).collect::<Result<_, _>>()?,
+        recoveries: root.field("recoveries")?.items()?.iter().map(recovery_from_json).collect::<Result<_, _>>()?,
+        reasons: reasons_from_json(&root)?,
+        rules,
+        reverses: root.optional("reverses").map(|item| item.as_text().map(str::to_owned)).transpose()?,
+        error,
+    })
+}
+
+fn amount(reader: &Reader<'_>, name: &str) -> Result<Amount, FieldError> {
+    reader.integer(name).map(Amount::from_minor)
+}
+
+fn reasons_from_json(reader: &Reader<'_>) -> Result<Vec<Reason>, FieldError> {
+    reader
+        .field("reasons")?
+        .items()?
+        .iter()
+        .map(|reason| {
+            Ok(Reason {
+                group: reason.named("group", ReasonGroup::parse)?,
+                code: reason.text("code")?.to_owned(),
+                text: reason.text("text")?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn line_from_json(line: &Reader<'_>) -> Result<LineDecision, FieldError> {
+    let compulsory = match line.optional("compulsory") {
+        None => None,
+        Some(part) => Some(CompulsoryPart {
+            plan: part.parsed("plan", PlanName::parse)?,
+            rate_bps: RateBps::new(part.integer("rate_bps")?)
+                .map_err(|error| part.problem(format!("rate_bps out of range: {}", error.0)))?,
+            gross: amount(&part, "gross")?,
+            deductions: part
+                .field("deductions")?
+                .items()?
+                .iter()
+                .map(|item| Ok(Deduction { kind: item.text("kind")?.to_owned(), amount: amount(item, "amount")? }))
+                .collect::<Result<_, FieldError>>()?,
+            ceiling_refund: amount(&part, "ceiling_refund")?,
+            paid: amount(&part, "paid")?,
+        }),
+    };
+    let supplementary = match line.optional("supplementary") {
+        None => None,
+        Some(part) => {
+            Some(SupplementaryPart { product: part.parsed("product", PlanName::parse)?, paid: amount(&part, "paid")? })
+        }
+    };
+    Ok(LineDecision {
+        line: line.small("line")?,
+        act: line.parsed("act", ActCode::parse)?,
+        charged: amount(line, "charged")?,
+        eligible: amount(line, "eligible")?,
+        compulsory,
+        supplementary,
+        member_share: amount(line, "member_share")?,
+        reasons: reasons_from_json(line)?,
+        denied: line.boolean("denied")?,
+    })
+}
+
+fn payee(name: &str) -> Option<Payee> {
+    [Payee::Provider, Payee::Member].into_iter().find(|payee| payee.name() == name)
+}
+
+fn recovery_kind(name: &str) -> Option<RecoveryKind> {
+    [RecoveryKind::Debt, RecoveryKind::Recovered].into_iter().find(|kind| kind.name() == name)
+}
+
+fn payment_from_json(payment: &Reader<'_>) -> Result<Payment, FieldError> {
+    Ok(Payment {
+        scheme: payment.named("scheme", Scheme::parse)?,
+        payee: payment.named("payee", payee)?,
+        payee_id: payment.text("payee_id")?.to_owned(),
+        amount: amount(payment, "amount")?,
+    })
+}
+
+fn recovery_from_json(recovery: &Reader<'_>) -> Result<Recovery, FieldError> {
+    Ok(Recovery {
+        kind: recovery.named("kind", recovery_kind)?,
+        scheme: recovery.named("scheme", Scheme::parse)?,
+        member_id: recovery.text("member_id")?.to_owned(),
+        amount: amount(recovery, "amount")?,
     })
 }

@@ -6,10 +6,13 @@
 mod claim_v1;
 mod decision_v1;
 mod fields;
+mod reader;
 mod registry_file;
 
 pub use claim_v1::{MAX_AMOUNT, MAX_LINES, MAX_QUANTITY, parse_message};
-pub use decision_v1::{decision_to_json, with_audit};
+pub use decision_v1::{decision_from_json, decision_to_json, with_audit};
+pub use fields::FieldError;
+pub use reader::Reader;
 pub use registry_file::{
     RegistryError, check_registry_names, member_from_json, member_to_json, parse_registry, provider_from_json,
     provider_to_json, registry_to_json,

@@ -9,7 +9,7 @@ use claims_domain::contract::{Message, Rejection, RejectionKind};
 use claims_domain::date::Date;
 use claims_domain::decision::{Decision, Outcome};
 use claims_domain::ids::MemberId;
-use claims_domain::ledger::Effect;
+use claims_domain::ledger::{Cancelled, Effect, decide_cancellation};
 use claims_domain::pipeline::{self, History, Inputs};
 use claims_domain::registry::RegistrySnapshot;
 use claims_domain::rules::RulePack;
@@ -100,6 +100,7 @@ impl Batch {
             counters_before: adjudication.counters_read,
             history,
             moves: adjudication.moves.clone(),
+            cancels: None,
         };
         let index = self.new_record(incoming, effect, adjudication.decision.clone());
         self.claims.insert(
@@ -129,31 +130,15 @@ impl Batch {
     ) -> Result<Planned, StoreError> {
         let settings = pack.settings();
         let key = (cancellation.provider_id.to_string(), cancellation.claim_id.to_string());
-        let refuse = |member_id: &str, text: String| {
-            pipeline::rejected_cancellation(
-                cancellation.provider_id.as_str(),
-                cancellation.claim_id.as_str(),
-                member_id,
-                settings,
-                text,
-            )
-        };
         let Some(row) = self.claims.get(&key) else {
-            let text = format!(
-                "no decision to cancel for claim {} of provider {}",
-                cancellation.claim_id, cancellation.provider_id
-            );
-            let decision = refuse("", text);
-            return Ok(Planned::New(self.new_record(incoming, empty_effect(), decision)));
+            let cancelled = Cancelled { decision: None, moves: Vec::new() };
+            let adjudication = decide_cancellation(cancellation, &cancelled, &self.counters, settings);
+            let effect = Effect { cancels: Some(cancelled), ..empty_effect() };
+            return Ok(Planned::New(self.new_record(incoming, effect, adjudication.decision)));
         };
         // Cancelling twice changes nothing: the reversal is given again.
         if let Some(reversal) = &row.reversal {
             return Ok(repeat(incoming, reversal.clone()));
-        }
-        if matches!(row.outcome, Outcome::Rejected | Outcome::Error) {
-            let text = format!("claim {} was {}: nothing to reverse", cancellation.claim_id, row.outcome.name());
-            let decision = refuse(&row.member_id, text);
-            return Ok(Planned::New(self.new_record(incoming, empty_effect(), decision)));
         }
         let original = match (&row.decided, &row.decision) {
             (Some(decision), _) => decision.clone(),
@@ -162,16 +147,24 @@ impl Batch {
                 return Err(StoreError::Corrupt(format!("claim {}/{}: pending without a decision", key.0, key.1)));
             }
         };
-        let moves = row.moves.clone();
+        let cancelled = Cancelled { decision: Some(original), moves: row.moves.clone() };
+        if matches!(row.outcome, Outcome::Rejected | Outcome::Error) {
+            // Nothing to reverse: refused, reading no counter.
+            let adjudication = decide_cancellation(cancellation, &cancelled, &self.counters, settings);
+            let effect = Effect { cancels: Some(cancelled), ..empty_effect() };
+            return Ok(Planned::New(self.new_record(incoming, effect, adjudication.decision)));
+        }
         let fingerprints = row.fingerprints.clone();
         let member_id = row.member_id.clone();
         let snapshot = match MemberId::parse(&member_id) {
             Ok(member) => self.registry.snapshot(&member, &cancellation.provider_id),
             Err(_) => RegistrySnapshot { member: None, household: Vec::new(), provider: None },
         };
-        self.counters.load_keys(transaction, moves.iter().map(|counter_move| counter_move.key.clone())).await?;
+        self.counters
+            .load_keys(transaction, cancelled.moves.iter().map(|counter_move| counter_move.key.clone()))
+            .await?;
         self.history.load(transaction, fingerprints.iter().map(|line| (member_id.clone(), line.service_date))).await?;
-        let adjudication = pipeline::reverse(&original, &moves, &self.counters, settings);
+        let adjudication = decide_cancellation(cancellation, &cancelled, &self.counters, settings);
         self.counters.apply(&adjudication.moves);
         self.history.remove(&member_id, &fingerprints);
         let effect = Effect {
@@ -179,6 +172,7 @@ impl Batch {
             counters_before: adjudication.counters_read,
             history: History::default(),
             moves: adjudication.moves,
+            cancels: Some(cancelled),
         };
         let index = self.new_record(incoming, effect, adjudication.decision);
         if let Some(row) = self.claims.get_mut(&key) {
@@ -213,5 +207,6 @@ fn empty_effect() -> Effect {
         counters_before: Counters::new(),
         history: History::default(),
         moves: Vec::new(),
+        cancels: None,
     }
 }
