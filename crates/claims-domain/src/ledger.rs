@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::accumulators::{CounterKey, CounterMove, CounterSource, Counters};
 use crate::claim::{Cancellation, Claim};
-use crate::contract::{Message, parse_message};
+use crate::contract::{Message, RejectionKind, parse_message};
 use crate::date::Date;
 use crate::decision::{Decision, Outcome};
 use crate::ids::MemberId;
@@ -96,6 +96,8 @@ pub struct Ledger {
     entries: BTreeMap<(String, String), Entry>,
     /// Decided lines per member and day of service, for duplicate detection.
     history: BTreeMap<(MemberId, Date), BTreeSet<LineFingerprint>>,
+    /// Invalid messages already answered, by their exact text.
+    rejected: BTreeMap<String, Decision>,
 }
 
 impl Ledger {
@@ -124,10 +126,20 @@ impl Ledger {
     pub fn record(&mut self, text: &str, pack: &dyn RulePack) -> Recorded {
         let settings = pack.settings();
         match parse_message(text) {
-            Err(rejection) => Recorded {
-                decision: pipeline::rejected_message(&rejection, settings),
-                effect: Some(self.effect_for(None, Vec::new())),
-            },
+            Err(rejection) => {
+                // An invalid message has no usable key, so it is remembered by its exact bytes:
+                // the same bytes again get the same decision with no new effect, while a
+                // corrected claim under the same ids is decided afresh.
+                let invalid = rejection.kind == RejectionKind::Invalid;
+                if invalid && let Some(decision) = self.rejected.get(text) {
+                    return Recorded { decision: decision.clone(), effect: None };
+                }
+                let decision = pipeline::rejected_message(&rejection, settings);
+                if invalid {
+                    self.rejected.insert(text.to_owned(), decision.clone());
+                }
+                Recorded { decision, effect: Some(self.effect_for(None, Vec::new())) }
+            }
             Ok(Message::Claim(claim)) => {
                 let key = (claim.provider_id.to_string(), claim.claim_id.to_string());
                 if let Some(entry) = self.entries.get(&key)

@@ -130,3 +130,35 @@ async fn a_claim_and_its_cancellation_in_one_batch_end_as_the_ledger_ends() {
     store.pool().close().await;
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn an_invalid_claim_delivered_again_gets_the_same_decision_and_no_new_entry() {
+    let pack = french_pack();
+    let registry = registry("rules/fr/tests/registry.json");
+    let (store, database) = store_with(&registry, &pack).await;
+    // Valid JSON and schema, but an impossible date: a `rejected` decision, not a dead letter.
+    let invalid = gp_visit("C-INVALID", "2025-11-05")
+        .replace("\"service_date\":\"2025-11-05\"", "\"service_date\":\"2025-02-30\"");
+    assert_ne!(invalid, gp_visit("C-INVALID", "2025-11-05"), "the date was replaced");
+
+    let first = decide(&store, std::slice::from_ref(&invalid), &pack).await;
+    let original = decision_message(&first[0]);
+    assert_eq!(body(original)["outcome"], "rejected");
+    assert!(original.outbox_id.is_some());
+    // Redelivered in a later batch, and twice in one batch: same message, nothing recorded.
+    let later = decide(&store, std::slice::from_ref(&invalid), &pack).await;
+    let twice = decide(&store, &[invalid.clone(), invalid.clone()], &pack).await;
+    for handled in [&later[0], &twice[0], &twice[1]] {
+        let repeat = decision_message(handled);
+        assert_eq!(repeat.message_id, original.message_id);
+        assert_eq!(repeat.body, original.body);
+        assert_eq!(repeat.outbox_id, None);
+    }
+    assert_eq!(audit_count(&store).await, 1);
+    // A corrected claim under the same ids is decided afresh.
+    let corrected = decide(&store, &[gp_visit("C-INVALID", "2025-11-05")], &pack).await;
+    assert_eq!(body(decision_message(&corrected[0]))["outcome"], "complete");
+    assert_eq!(audit_count(&store).await, 2);
+    store.pool().close().await;
+    database.drop_database().await;
+}

@@ -24,6 +24,7 @@ pub(super) async fn finish(
     write_counters(transaction, &batch).await?;
     write_history(transaction, &batch).await?;
     write_claims(transaction, &batch, &placed).await?;
+    write_rejected(transaction, &batch, &placed).await?;
 
     let mut outgoing: Vec<Vec<OutboxMessage>> = batch
         .records
@@ -186,6 +187,31 @@ async fn write_claims(connection: &mut PgConnection, batch: &Batch, placed: &[Pl
     .bind(&columns.fingerprints)
     .bind(&columns.reversals)
     .bind(&columns.reversal_message_ids)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Remembers the invalid messages first decided in this batch, by the hash of their bytes.
+async fn write_rejected(connection: &mut PgConnection, batch: &Batch, placed: &[Placed]) -> Result<(), StoreError> {
+    let (mut keys, mut decisions, mut message_ids) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, index) in &batch.new_rejected {
+        let pending = DecisionRef::Pending(*index);
+        let (body, message_id) = resolve(&pending, placed)?;
+        keys.push(key.clone());
+        decisions.push(body.clone());
+        message_ids.push(message_id.to_owned());
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO rejected_messages (body_sha256, decision, message_id)
+         SELECT * FROM unnest($1::text[], $2::jsonb[], $3::text[])",
+    )
+    .bind(&keys)
+    .bind(&decisions)
+    .bind(&message_ids)
     .execute(connection)
     .await?;
     Ok(())

@@ -18,7 +18,7 @@ mod record;
 use std::collections::{BTreeSet, HashMap};
 
 use claims_domain::accumulators::{CounterMove, Subject};
-use claims_domain::contract::{Message, Rejection, parse_message};
+use claims_domain::contract::{Message, Rejection, RejectionKind, parse_message};
 use claims_domain::date::Date;
 use claims_domain::decision::{Decision, Outcome};
 use claims_domain::ids::MemberId;
@@ -86,6 +86,16 @@ struct Batch {
     history: HistoryCache,
     claims: HashMap<ClaimKey, ClaimRow>,
     records: Vec<NewRecord>,
+    /// Invalid messages by the SHA-256 of their bytes: decided before, or earlier in this batch.
+    rejected: HashMap<String, DecisionRef>,
+    /// Invalid messages first decided in this batch (hash, record index), written at the end.
+    new_rejected: Vec<(String, usize)>,
+}
+
+/// The key of an invalid message: the SHA-256 of its exact bytes, hex.
+fn body_key(body: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(body.as_bytes()))
 }
 
 pub(crate) async fn decide(
@@ -103,7 +113,7 @@ pub(crate) async fn decide(
     // broker right after this commit, so the commit must be on disk first. An asynchronous
     // commit lost in a crash would lose claims RabbitMQ has already forgotten.
     sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *transaction).await?;
-    let mut batch = Batch::prepare(&mut transaction, &parsed).await?;
+    let mut batch = Batch::prepare(&mut transaction, messages, &parsed).await?;
     let mut plan = Vec::with_capacity(messages.len());
     for (incoming, message) in messages.iter().zip(parsed) {
         plan.push(batch.record(&mut transaction, incoming, message, pack).await?);
@@ -117,8 +127,15 @@ impl Batch {
     /// Takes the locks and loads what the batch reads (steps 2 and 3 above).
     async fn prepare(
         transaction: &mut Transaction<'static, Postgres>,
+        messages: &[Incoming],
         parsed: &[Result<Message, Rejection>],
     ) -> Result<Batch, StoreError> {
+        let invalid_keys: BTreeSet<String> = messages
+            .iter()
+            .zip(parsed)
+            .filter(|(_, message)| matches!(message, Err(rejection) if rejection.kind == RejectionKind::Invalid))
+            .map(|(incoming, _)| body_key(&incoming.body))
+            .collect();
         let mut claim_keys: BTreeSet<ClaimKey> = BTreeSet::new();
         let mut member_ids: BTreeSet<String> = BTreeSet::new();
         let mut provider_ids: BTreeSet<String> = BTreeSet::new();
@@ -134,8 +151,13 @@ impl Batch {
             claim_keys.insert((provider_id.to_string(), claim_id.to_string()));
         }
 
-        locks::lock_all(transaction, claim_keys.iter().map(|(provider, claim)| locks::claim_key(provider, claim)))
-            .await?;
+        let invalid_locks = invalid_keys.iter().map(|key| locks::claim_key("invalid message", key));
+        locks::lock_all(
+            transaction,
+            claim_keys.iter().map(|(provider, claim)| locks::claim_key(provider, claim)).chain(invalid_locks),
+        )
+        .await?;
+        let rejected = load_rejected(transaction, &invalid_keys).await?;
         let claims = load_claims(transaction, &claim_keys).await?;
         member_ids.extend(claims.values().map(|row| row.member_id.clone()));
         let registry = RegistryCache::load(transaction, &member_ids, &provider_ids).await?;
@@ -163,6 +185,8 @@ impl Batch {
             history: HistoryCache::default(),
             claims,
             records: Vec::new(),
+            rejected,
+            new_rejected: Vec::new(),
         };
         batch.preload(transaction, parsed).await?;
         Ok(batch)
@@ -276,4 +300,21 @@ async fn load_claims(
         claims.insert((provider_id, claim_id), row);
     }
     Ok(claims)
+}
+
+/// The stored decisions of the batch's invalid messages seen before.
+async fn load_rejected(
+    connection: &mut PgConnection,
+    keys: &BTreeSet<String>,
+) -> Result<HashMap<String, DecisionRef>, StoreError> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let keys: Vec<&String> = keys.iter().collect();
+    let rows: Vec<(String, Value, String)> =
+        sqlx::query_as("SELECT body_sha256, decision, message_id FROM rejected_messages WHERE body_sha256 = ANY($1)")
+            .bind(&keys)
+            .fetch_all(connection)
+            .await?;
+    Ok(rows.into_iter().map(|(key, body, message_id)| (key, DecisionRef::Stored { body, message_id })).collect())
 }

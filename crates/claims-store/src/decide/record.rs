@@ -32,8 +32,16 @@ impl Batch {
                 // Nothing to answer to: the worker dead-letters the message with the reason.
                 RejectionKind::Unreadable | RejectionKind::UnknownSchema => Planned::DeadLetter(rejection.reason.text),
                 RejectionKind::Invalid => {
+                    // The same bytes again (a redelivery): the same decision, no new effect.
+                    let key = super::body_key(&incoming.body);
+                    if let Some(decision) = self.rejected.get(&key) {
+                        return Ok(repeat(incoming, decision.clone()));
+                    }
                     let decision = pipeline::rejected_message(&rejection, pack.settings());
-                    Planned::New(self.new_record(incoming, empty_effect(), decision))
+                    let index = self.new_record(incoming, empty_effect(), decision);
+                    self.rejected.insert(key.clone(), DecisionRef::Pending(index));
+                    self.new_rejected.push((key, index));
+                    Planned::New(index)
                 }
             }),
             Ok(Message::Claim(claim)) => self.claim(transaction, incoming, &claim, pack).await,
