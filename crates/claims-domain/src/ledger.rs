@@ -80,6 +80,19 @@ pub fn decide_cancellation(
     }
 }
 
+impl Effect {
+    /// The effect of a decision that read nothing (an invalid message, a refused cancellation).
+    pub fn nothing_read() -> Effect {
+        Effect {
+            registry: RegistrySnapshot { member: None, household: Vec::new(), provider: None },
+            counters_before: Counters::new(),
+            history: History::default(),
+            moves: Vec::new(),
+            cancels: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     decision: Decision,
@@ -138,7 +151,7 @@ impl Ledger {
                 if invalid {
                     self.rejected.insert(text.to_owned(), decision.clone());
                 }
-                Recorded { decision, effect: Some(self.effect_for(None, Vec::new())) }
+                Recorded { decision, effect: Some(Effect::nothing_read()) }
             }
             Ok(Message::Claim(claim)) => {
                 let key = (claim.provider_id.to_string(), claim.claim_id.to_string());
@@ -186,7 +199,7 @@ impl Ledger {
                 let Some(entry) = self.entries.get(&key) else {
                     let cancelled = Cancelled { decision: None, moves: Vec::new() };
                     let adjudication = decide_cancellation(&cancellation, &cancelled, &self.counters, settings);
-                    let mut effect = self.effect_for(None, Vec::new());
+                    let mut effect = Effect::nothing_read();
                     effect.cancels = Some(cancelled);
                     return Recorded { decision: adjudication.decision, effect: Some(effect) };
                 };
@@ -196,7 +209,7 @@ impl Ledger {
                 let cancelled = Cancelled { decision: Some(entry.decision.clone()), moves: entry.moves.clone() };
                 let adjudication = decide_cancellation(&cancellation, &cancelled, &self.counters, settings);
                 if adjudication.decision.outcome != Outcome::Reversed {
-                    let mut effect = self.effect_for(None, Vec::new());
+                    let mut effect = Effect::nothing_read();
                     effect.cancels = Some(cancelled);
                     return Recorded { decision: adjudication.decision, effect: Some(effect) };
                 }
@@ -228,16 +241,6 @@ impl Ledger {
                     }),
                 }
             }
-        }
-    }
-
-    fn effect_for(&self, snapshot: Option<RegistrySnapshot>, moves: Vec<CounterMove>) -> Effect {
-        Effect {
-            registry: snapshot.unwrap_or(RegistrySnapshot { member: None, household: Vec::new(), provider: None }),
-            counters_before: Counters::new(),
-            history: History::default(),
-            moves,
-            cancels: None,
         }
     }
 

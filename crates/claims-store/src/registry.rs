@@ -5,7 +5,7 @@
 //! (`member_to_json`/`provider_to_json`), so what a claim read is exactly what the audit entry
 //! records, and a new registry field needs no migration.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use claims_domain::contract::{check_registry_names, member_from_json, member_to_json, provider_to_json};
 use claims_domain::ids::{MemberId, ProviderId};
@@ -76,8 +76,9 @@ pub(crate) async fn save_rule_pack(
 /// households, and the providers asked for.
 #[derive(Default)]
 pub(crate) struct RegistryCache {
-    members: BTreeMap<MemberId, Member>,
-    providers: BTreeMap<ProviderId, Provider>,
+    /// The part of the registry this batch reads, as the domain's registry, so a snapshot is
+    /// built by the very function the embedded mode uses.
+    registry: Registry,
 }
 
 impl RegistryCache {
@@ -104,34 +105,23 @@ impl RegistryCache {
         let mut cache = RegistryCache::default();
         for (id, document) in member_rows {
             let member = member_from_json(&document).map_err(|error| corrupt("member", &id, error))?;
-            cache.members.insert(member.member_id.clone(), member);
+            cache.registry.members.insert(member.member_id.clone(), member);
         }
         for (id, document) in provider_rows {
             let provider = claims_domain::contract::provider_from_json(&document)
                 .map_err(|error| corrupt("provider", &id, error))?;
-            cache.providers.insert(provider.provider_id.clone(), provider);
+            cache.registry.providers.insert(provider.provider_id.clone(), provider);
         }
         Ok(cache)
     }
 
     pub(crate) fn member(&self, member_id: &MemberId) -> Option<&Member> {
-        self.members.get(member_id)
+        self.registry.members.get(member_id)
     }
 
-    /// What [`Registry::snapshot`] would give for the same rows: the household's other
-    /// members in member id order.
+    /// The snapshot one claim needs, exactly as the embedded ledger builds it.
     pub(crate) fn snapshot(&self, member_id: &MemberId, provider_id: &ProviderId) -> RegistrySnapshot {
-        let member = self.members.get(member_id).cloned();
-        let household = match &member {
-            Some(member) => self
-                .members
-                .values()
-                .filter(|other| other.household_id == member.household_id && other.member_id != member.member_id)
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        };
-        RegistrySnapshot { member, household, provider: self.providers.get(provider_id).cloned() }
+        self.registry.snapshot(member_id, provider_id)
     }
 }
 

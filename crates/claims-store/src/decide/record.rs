@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use claims_domain::accumulators::{CounterKey, Counters};
+use claims_domain::accumulators::CounterKey;
 use claims_domain::claim::{Cancellation, Claim};
 use claims_domain::contract::{Message, Rejection, RejectionKind};
 use claims_domain::date::Date;
@@ -210,11 +210,5 @@ fn repeat(incoming: &Incoming, decision: DecisionRef) -> Planned {
 /// What the ledger records for a decision that read nothing (invalid message, refused
 /// cancellation).
 fn empty_effect() -> Effect {
-    Effect {
-        registry: RegistrySnapshot { member: None, household: Vec::new(), provider: None },
-        counters_before: Counters::new(),
-        history: History::default(),
-        moves: Vec::new(),
-        cancels: None,
-    }
+    Effect::nothing_read()
 }
