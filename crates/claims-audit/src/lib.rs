@@ -277,18 +277,9 @@ pub fn verify_next(head: &mut ChainHead, line_number: u64, text: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use claims_domain::accumulators::Counters;
-    use claims_domain::pipeline::History;
-    use claims_domain::registry::RegistrySnapshot;
 
     fn effect() -> Effect {
-        Effect {
-            registry: RegistrySnapshot { member: None, household: Vec::new(), provider: None },
-            counters_before: Counters::new(),
-            history: History::default(),
-            moves: Vec::new(),
-            cancels: None,
-        }
+        Effect::nothing_read()
     }
 
     #[test]
