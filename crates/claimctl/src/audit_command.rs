@@ -214,6 +214,27 @@ struct Log {
 impl Log {
     /// Opens a file: an export (header first) or entries only (the chain then starts at seq 1,
     /// and no rule sources are known). `Err` says why the header is not one.
+    /// The log in `file`, or the database's when there is no file. A file that cannot be read
+    /// as a log is reported as `FAILED: …` on `out` and gives `None` (the command exits 2).
+    fn open(
+        file: Option<&Path>,
+        database_url: Option<&str>,
+        from: u64,
+        to: Option<u64>,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<Option<Log>> {
+        match file {
+            Some(path) => match Log::open_file(path)? {
+                Ok(log) => Ok(Some(log)),
+                Err(problem) => {
+                    writeln!(out, "FAILED: {problem}")?;
+                    Ok(None)
+                }
+            },
+            None => Log::open_database(database_url, from, to).map(Some),
+        }
+    }
+
     fn open_file(path: &Path) -> anyhow::Result<Result<Log, String>> {
         let name = path.display().to_string();
         let file = File::open(path).with_context(|| format!("opening {name}"))?;
@@ -517,16 +538,7 @@ fn worker_threads() -> usize {
 
 fn verify(file: Option<&Path>, database_url: Option<&str>, out: &mut dyn Write) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let mut log = match file {
-        Some(path) => match Log::open_file(path)? {
-            Ok(log) => log,
-            Err(problem) => {
-                writeln!(out, "FAILED: {problem}")?;
-                return Ok(2);
-            }
-        },
-        None => Log::open_database(database_url, 1, None)?,
-    };
+    let Some(mut log) = Log::open(file, database_url, 1, None, out)? else { return Ok(2) };
     let name = log.name.clone();
     // An export's sources are not covered by the chain: each must hash to its version.
     if file.is_some()
@@ -622,16 +634,7 @@ fn replay_log(
         }
         None => None,
     };
-    let mut log = match file {
-        Some(path) => match Log::open_file(path)? {
-            Ok(log) => log,
-            Err(problem) => {
-                writeln!(out, "FAILED: {problem}")?;
-                return Ok(2);
-            }
-        },
-        None => Log::open_database(database_url, range.from, Some(range.to))?,
-    };
+    let Some(mut log) = Log::open(file, database_url, range.from, Some(range.to), out)? else { return Ok(2) };
     let name = log.name.clone();
     if given.is_none() && log.sources.is_none() {
         writeln!(

@@ -97,21 +97,7 @@ impl Publisher {
         if let Some(correlation_id) = &message.correlation_id {
             properties = properties.with_correlation_id(short_string(correlation_id)?);
         }
-        let confirm = self
-            .channel
-            .basic_publish(
-                short_string(exchange)?,
-                short_string(routing_key)?,
-                // Not mandatory: nobody may be bound to the decisions or payments exchange yet,
-                // and a reply queue may be gone (its submitter left); neither is the worker's
-                // problem, and returns would only have to be ignored.
-                BasicPublishOptions { mandatory: false, immediate: false },
-                &message.body,
-                properties,
-            )
-            .await?;
-        pending.push(exchange.to_owned(), confirm);
-        Ok(())
+        self.send(exchange, routing_key, &message.body, properties, pending).await
     }
 
     /// Sends a message the worker cannot decide to the dead-letter exchange: the original body,
@@ -130,17 +116,32 @@ impl Publisher {
         // operator finds the message later.
         let properties = original.clone().with_headers(headers).with_delivery_mode(PERSISTENT);
         let exchange = &self.topology.dead_letter_exchange;
+        self.send(exchange, routing_key, body, properties, pending).await
+    }
+
+    /// Publishes and keeps the confirm to await with the batch's others.
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+        pending: &mut Pending,
+    ) -> Result<(), WorkerError> {
         let confirm = self
             .channel
             .basic_publish(
                 short_string(exchange)?,
                 short_string(routing_key)?,
+                // Not mandatory: nobody may be bound to the decisions, payments or dead-letter
+                // exchange yet, and a reply queue may be gone (its submitter left); neither is
+                // the worker's problem, and returns would only have to be ignored.
                 BasicPublishOptions { mandatory: false, immediate: false },
                 body,
                 properties,
             )
             .await?;
-        pending.push(exchange.clone(), confirm);
+        pending.push(exchange.to_owned(), confirm);
         Ok(())
     }
 }
