@@ -125,7 +125,7 @@ fn find_word(source: &str, word: &str, from: usize) -> Option<usize> {
     None
 }
 
-fn line_and_column(source: &str, offset: usize) -> (u32, u32) {
+pub(crate) fn line_and_column(source: &str, offset: usize) -> (u32, u32) {
     let before = &source[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |index| index + 1);

@@ -5,19 +5,24 @@
 //! Reading order: [`engine`] (the sandbox and the host API), [`manifest`], [`params`], [`pack`]
 //! ([`RhaiPack`], the `RulePack` the pipeline calls), [`check`], [`testing`].
 
+pub mod api;
 pub mod check;
 mod diagnostic;
+pub mod diff;
 pub mod engine;
 pub mod hash;
+mod lints;
 mod load;
 pub mod manifest;
 pub mod pack;
 pub mod params;
+mod probe;
 mod rulings;
 pub mod testing;
 mod usage;
 mod values;
 
+pub use api::definitions;
 pub use check::{Diagnostic, check_pack};
 pub use hash::{SourceFile, content_hash};
 pub use pack::{PackError, RhaiPack};

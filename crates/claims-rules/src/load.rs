@@ -14,7 +14,7 @@ use crate::diagnostic::{Diagnostic, function_definition};
 use crate::engine::{PackData, pack_engine, sandboxed_engine};
 use crate::hash::{SourceFile, content_hash};
 use crate::manifest::Manifest;
-use crate::params::Params;
+use crate::params::{Params, closest};
 use crate::usage::parameters_read;
 
 pub(crate) const MANIFEST_FILE: &str = "pack.rhai";
@@ -146,15 +146,55 @@ fn role_of_agreement(why: String) -> Role {
     Role { function: "tariff", parameters: "line, member, provider, claim", count: 4, why }
 }
 
+/// Everything read from a pack folder, usable or not: what `load` needs to hand over a pack, and
+/// what `check` lints even when some of the pack does not load.
+pub(crate) struct Parts {
+    pub manifest: Option<Manifest>,
+    pub params: Params,
+    /// Whether `params.rhai` could be read as a map of tables (absent counts as read); some
+    /// tables may still have problems.
+    pub params_ok: bool,
+    pub engine: Engine,
+    pub rounding: Rounding,
+    /// Compiled scripts by path relative to the pack.
+    pub scripts: BTreeMap<String, Script>,
+    /// Every file read (manifest, tables, scripts, compiled or not), in the order read.
+    pub sources: Vec<SourceFile>,
+    pub problems: Vec<Diagnostic>,
+}
+
 pub(crate) fn load(root: &str, files: &Files<'_>) -> Result<Loaded, Vec<Diagnostic>> {
+    let parts = read_parts(root, files);
+    let Parts { manifest, engine, rounding, scripts, sources, mut problems, .. } = parts;
+    match manifest {
+        Some(manifest) if problems.is_empty() => {
+            let version = content_hash(&sources);
+            Ok(Loaded { manifest, engine, rounding, scripts, sources, version })
+        }
+        _ => {
+            sort_problems(&mut problems);
+            Err(problems)
+        }
+    }
+}
+
+/// Sorted by file, line and column, without repeats.
+pub(crate) fn sort_problems(problems: &mut Vec<Diagnostic>) {
+    problems.sort_by(|a, b| (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message)));
+    problems.dedup();
+}
+
+pub(crate) fn read_parts(root: &str, files: &Files<'_>) -> Parts {
     let mut problems = Vec::new();
     let mut sources = Vec::new();
     let sandbox = sandboxed_engine();
 
     let manifest_label = label(root, MANIFEST_FILE);
+    let mut manifest_text = String::new();
     let manifest = match files.read(MANIFEST_FILE) {
         Ok(Some(text)) => {
             let parsed = Manifest::parse(&sandbox, &manifest_label, &text);
+            manifest_text.clone_from(&text);
             sources.push(SourceFile { path: MANIFEST_FILE.to_owned(), text });
             parsed.map_err(|found| problems.extend(found)).ok()
         }
@@ -169,21 +209,33 @@ pub(crate) fn load(root: &str, files: &Files<'_>) -> Result<Loaded, Vec<Diagnost
     };
 
     let params_label = label(root, PARAMS_FILE);
+    let mut params_ok = true;
     let params = match files.read(PARAMS_FILE) {
         Ok(Some(text)) => {
-            let parsed = Params::parse(&sandbox, &params_label, &text);
+            let parsed = Params::parse_partly(&sandbox, &params_label, &text);
             sources.push(SourceFile { path: PARAMS_FILE.to_owned(), text });
-            parsed.map_err(|found| problems.extend(found)).unwrap_or_default()
+            match parsed {
+                Ok((params, found)) => {
+                    problems.extend(found);
+                    params
+                }
+                Err(found) => {
+                    problems.extend(found);
+                    params_ok = false;
+                    Params::default()
+                }
+            }
         }
         Ok(None) => Params::default(),
         Err(message) => {
             problems.push(Diagnostic::whole_file(&params_label, message));
+            params_ok = false;
             Params::default()
         }
     };
 
     let rounding = manifest.as_ref().map_or(Rounding::HalfUp, |manifest| manifest.rounding);
-    let engine = pack_engine(Arc::new(PackData { params, rounding }));
+    let engine = pack_engine(Arc::new(PackData { params: params.clone(), rounding }));
 
     // Without a readable manifest, still compile every script found, so syntax errors show.
     let wanted: Vec<String> = match &manifest {
@@ -196,10 +248,13 @@ pub(crate) fn load(root: &str, files: &Files<'_>) -> Result<Loaded, Vec<Diagnost
         let text = match files.read(&relative) {
             Ok(Some(text)) => text,
             Ok(None) => {
+                let suggestion = closest(&relative, &files.scripts())
+                    .map(|known| format!(" (did you mean {known:?}?)"))
+                    .unwrap_or_default();
                 problems.push(Diagnostic::at(
                     &manifest_label,
-                    crate::diagnostic::locate(sources.first().map_or("", |file| file.text.as_str()), &[&relative]),
-                    format!("script {relative:?} does not exist"),
+                    crate::diagnostic::locate(&manifest_text, &[&relative]),
+                    format!("script {relative:?} does not exist{suggestion}"),
                 ));
                 continue;
             }
@@ -239,17 +294,7 @@ pub(crate) fn load(root: &str, files: &Files<'_>) -> Result<Loaded, Vec<Diagnost
         }
     }
 
-    match manifest {
-        Some(manifest) if problems.is_empty() => {
-            let version = content_hash(&sources);
-            Ok(Loaded { manifest, engine, rounding, scripts, sources, version })
-        }
-        _ => {
-            problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-            problems.dedup();
-            Err(problems)
-        }
-    }
+    Parts { manifest, params, params_ok, engine, rounding, scripts, sources, problems }
 }
 
 fn check_role(script: &Script, role: &Role, problems: &mut Vec<Diagnostic>) {

@@ -1,7 +1,7 @@
 //! Dated parameter tables (`params.rhai`): each table is a list of `[first day, value]` rows in
 //! strictly increasing date order; a row is in force from its date until the day before the next.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use claims_domain::date::Date;
 use rhai::{Dynamic, Engine};
@@ -13,6 +13,8 @@ use crate::diagnostic::{Diagnostic, locate, runtime_error_message, type_descript
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     tables: BTreeMap<String, Rows>,
+    /// Tables that exist but could not be read (only in what `parse_partly` returns).
+    broken: BTreeSet<String>,
 }
 
 /// Why `param(name, date)` has no value.
@@ -28,6 +30,17 @@ impl Params {
     /// Reads `params.rhai` (the text `source` of the file labelled `file`), reporting every
     /// problem found.
     pub fn parse(engine: &Engine, file: &str, source: &str) -> Result<Params, Vec<Diagnostic>> {
+        let (params, problems) = Params::parse_partly(engine, file, source)?;
+        if problems.is_empty() { Ok(params) } else { Err(problems) }
+    }
+
+    /// The tables that are right and the problems of the others (so that `check` can still look
+    /// into the good ones); `Err` when the file as a whole cannot be read.
+    pub(crate) fn parse_partly(
+        engine: &Engine,
+        file: &str,
+        source: &str,
+    ) -> Result<(Params, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut ast = engine
             .compile_expression(source)
             .map_err(|error| vec![Diagnostic::from_parse_error(file, source, &error)])?;
@@ -44,24 +57,28 @@ impl Params {
         };
         let mut problems = Vec::new();
         let mut tables = BTreeMap::new();
+        let mut broken = BTreeSet::new();
         for (name, table) in map {
             let name = name.to_string();
             match parse_table(table) {
                 Ok(rows) => {
                     tables.insert(name, rows);
                 }
-                Err(table_problems) => problems.extend(table_problems.into_iter().map(|(row, message)| {
-                    // The n-th row dated `date` is found by searching the date n times.
-                    let mut path = vec![name.as_str()];
-                    if let Some((date, occurrence)) = &row {
-                        path.extend(std::iter::repeat_n(date.as_str(), *occurrence));
-                    }
-                    let place = locate(source, &path);
-                    Diagnostic::at(file, place, format!("table {name}: {message}"))
-                })),
+                Err(table_problems) => {
+                    broken.insert(name.clone());
+                    problems.extend(table_problems.into_iter().map(|(row, message)| {
+                        // The n-th row dated `date` is found by searching the date n times.
+                        let mut path = vec![name.as_str()];
+                        if let Some((date, occurrence)) = &row {
+                            path.extend(std::iter::repeat_n(date.as_str(), *occurrence));
+                        }
+                        let place = locate(source, &path);
+                        Diagnostic::at(file, place, format!("table {name}: {message}"))
+                    }));
+                }
             }
         }
-        if problems.is_empty() { Ok(Params { tables }) } else { Err(problems) }
+        Ok((Params { tables, broken }, problems))
     }
 
     /// The value of table `name` in force on `date`: the last row dated on or before it.
@@ -83,14 +100,36 @@ impl Params {
         self.tables.keys().map(String::as_str)
     }
 
-    fn closest_name(&self, name: &str) -> Option<String> {
-        self.tables
-            .keys()
-            .map(|known| (edit_distance(&name.to_lowercase(), &known.to_lowercase()), known))
-            .filter(|(distance, known)| *distance <= 2.max(known.len() / 4))
-            .min()
-            .map(|(_, known)| known.clone())
+    /// Every table the file defines, readable or not.
+    pub(crate) fn defined_names(&self) -> BTreeSet<String> {
+        self.tables.keys().chain(&self.broken).cloned().collect()
     }
+
+    /// Whether the file defines table `name`, readable or not.
+    pub(crate) fn defines(&self, name: &str) -> bool {
+        self.tables.contains_key(name) || self.broken.contains(name)
+    }
+
+    /// Every table with its rows (first day in force, value), sorted by name.
+    pub(crate) fn tables(&self) -> impl Iterator<Item = (&str, &[(Date, Dynamic)])> {
+        self.tables.iter().map(|(name, rows)| (name.as_str(), rows.as_slice()))
+    }
+
+    fn closest_name(&self, name: &str) -> Option<String> {
+        closest(name, self.tables.keys())
+    }
+}
+
+/// The known name closest to `name` when it is close enough to be a typo (case aside, at most
+/// 2 edits, or a quarter of the name's length for long names).
+pub(crate) fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> Option<String> {
+    known
+        .into_iter()
+        .filter(|known| known.as_str() != name)
+        .map(|known| (edit_distance(&name.to_lowercase(), &known.to_lowercase()), known))
+        .filter(|(distance, known)| *distance <= 2.max(known.len() / 4))
+        .min()
+        .map(|(_, known)| known.clone())
 }
 
 /// The rows of one table, or the problems found, each with the date of the row it concerns.

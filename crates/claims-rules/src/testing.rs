@@ -88,11 +88,82 @@ impl fmt::Display for TestReport {
         for result in &self.results {
             let status = if result.passed() { "ok  " } else { "FAIL" };
             writeln!(f, "{status} {} ({})", result.name, result.file)?;
-            for problem in &result.problems {
-                writeln!(f, "     {problem}")?;
-            }
+            write_problems(f, &result.problems)?;
         }
         write!(f, "{} passed, {} failed", self.passed(), self.failed())
+    }
+}
+
+/// The problems of one scenario. Differences are grouped by decision line (or message, or
+/// counter) and shown as a table, expected and actual side by side, one row per value:
+///
+/// ```text
+///      messages[0].lines[0]   expected  actual
+///        compulsory.paid          1900    2100
+///        supplementary.paid        900     700
+/// ```
+fn write_problems(f: &mut fmt::Formatter<'_>, problems: &[Problem]) -> fmt::Result {
+    let mut index = 0;
+    while index < problems.len() {
+        let Problem::Mismatch { path, .. } = &problems[index] else {
+            writeln!(f, "     {}", problems[index])?;
+            index += 1;
+            continue;
+        };
+        let (group, _) = split_group(path);
+        let rows: Vec<(&str, String, String)> = problems[index..]
+            .iter()
+            .map_while(|problem| match problem {
+                Problem::Mismatch { path, expected, actual } if split_group(path).0 == group => Some((
+                    split_group(path).1,
+                    expected.to_string(),
+                    actual.as_ref().map_or_else(|| "absent".to_owned(), Value::to_string),
+                )),
+                _ => None,
+            })
+            .collect();
+        index += rows.len();
+        // A long value (a whole list, a line written in full) would stretch the table: it gets a
+        // line of its own.
+        let (rows, long): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|(_, expected, actual)| expected.chars().count().max(actual.chars().count()) <= LONGEST_CELL);
+        for (name, expected, actual) in long {
+            writeln!(f, "     {group}.{name}: expected {expected}, actual {actual}")?;
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let name_width =
+            rows.iter().map(|(name, ..)| name.chars().count() + 2).chain([group.chars().count()]).max().unwrap_or(0);
+        let expected_width =
+            rows.iter().map(|(_, expected, _)| expected.chars().count()).chain(["expected".len()]).max().unwrap_or(0);
+        let actual_width =
+            rows.iter().map(|(.., actual)| actual.chars().count()).chain(["actual".len()]).max().unwrap_or(0);
+        writeln!(f, "     {group:<name_width$}  {:>expected_width$}  {:>actual_width$}", "expected", "actual")?;
+        for (name, expected, actual) in rows {
+            let name = format!("  {name}");
+            writeln!(f, "     {name:<name_width$}  {expected:>expected_width$}  {actual:>actual_width$}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The longest value shown in a table cell.
+const LONGEST_CELL: usize = 30;
+
+/// `messages[0].lines[1].compulsory.paid` → (`messages[0].lines[1]`, `compulsory.paid`); a path
+/// outside any line is grouped by message (`messages[0]`, `outcome`), and a counter stands alone.
+fn split_group(path: &str) -> (&str, &str) {
+    let line_end = path.find(".lines[").and_then(|start| path[start..].find(']').map(|end| start + end + 1));
+    let message_end = path.starts_with("messages[").then(|| path.find(']').map(|end| end + 1)).flatten();
+    match line_end.or(message_end) {
+        Some(end) if path[end..].starts_with('.') => (&path[..end], &path[end + 1..]),
+        Some(end) if end == path.len() => (path, "(the whole value)"),
+        _ => match path.split_once(" (") {
+            Some((counter, subject)) => (counter, subject.trim_end_matches(')')),
+            None => (path, "(the whole value)"),
+        },
     }
 }
 
@@ -351,5 +422,48 @@ mod tests {
         let mut problems = Vec::new();
         compare(&json!({"lines": []}), &actual, "m", &mut problems);
         assert_eq!(problems.len(), 1, "lists of different lengths differ");
+    }
+
+    #[test]
+    fn a_failing_test_shows_expected_and_actual_side_by_side_per_line() {
+        let actual = json!({"outcome": "complete", "lines": [
+            {"compulsory": {"paid": 2100}, "supplementary": {"paid": 700}, "member_share": 200},
+            {"compulsory": {"paid": 500}},
+        ]});
+        let expected = json!({"outcome": "partial", "lines": [
+            {"compulsory": {"paid": 1900}, "supplementary": {"paid": 900, "product": "CONFORT"}, "member_share": 200},
+            {"compulsory": {"paid": 400}},
+        ]});
+        let mut problems = Vec::new();
+        compare(&expected, &actual, "messages[0]", &mut problems);
+        problems.push(Problem::Note("messages[0]: the rules failed: a.rhai:1:1: boom".to_owned()));
+        problems.push(Problem::Mismatch {
+            path: "expect_counters[0] (member M-1, deductible for 2025)".to_owned(),
+            expected: json!(5000),
+            actual: Some(json!(4850)),
+        });
+        let report = TestReport {
+            results: vec![
+                TestResult { file: "a.json".into(), name: "case a".into(), problems },
+                TestResult { file: "b.json".into(), name: "case b".into(), problems: Vec::new() },
+            ],
+        };
+        assert_eq!(
+            report.to_string(),
+            "FAIL case a (a.json)\n\
+             \x20    messages[0].lines[0]      expected  actual\n\
+             \x20      compulsory.paid             1900    2100\n\
+             \x20      supplementary.paid           900     700\n\
+             \x20      supplementary.product  \"CONFORT\"  absent\n\
+             \x20    messages[0].lines[1]  expected  actual\n\
+             \x20      compulsory.paid          400     500\n\
+             \x20    messages[0]   expected      actual\n\
+             \x20      outcome    \"partial\"  \"complete\"\n\
+             \x20    note: messages[0]: the rules failed: a.rhai:1:1: boom\n\
+             \x20    expect_counters[0]                 expected  actual\n\
+             \x20      member M-1, deductible for 2025      5000    4850\n\
+             ok   case b (b.json)\n\
+             1 passed, 1 failed"
+        );
     }
 }

@@ -363,6 +363,7 @@ mod tests {
                     agreement: Some(agreement.clone()),
                     period: Period { from: day("2020-01-01"), to: None },
                     attributes: attributes(&[("sector", AttributeValue::Integer(sector))]),
+                    submitters: Default::default(),
                 },
                 agreement: Some(agreement),
             }

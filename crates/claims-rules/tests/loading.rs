@@ -87,7 +87,10 @@ fn a_missing_script_is_reported_in_the_manifest() {
     let pack_dir = TempPack::new(&[("pack.rhai", &manifest)]);
     assert_eq!(
         problems(&pack_dir),
-        [format!("{}:7:55: script \"plans/product.rhai\" does not exist", pack_dir.label("pack.rhai"))]
+        [format!(
+            "{}:7:55: script \"plans/product.rhai\" does not exist (did you mean \"plans/products.rhai\"?)",
+            pack_dir.label("pack.rhai")
+        )]
     );
 }
 

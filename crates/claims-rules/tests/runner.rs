@@ -46,7 +46,10 @@ fn runs_every_scenario_and_shows_each_difference() {
     assert_eq!((report.passed(), report.failed()), (2, 2), "{text}");
     assert!(text.ends_with("\n2 passed, 2 failed"), "{text}");
     assert!(text.contains("FAIL GP visit, wrong expectation (c-fail.json)"), "{text}");
-    assert!(text.contains("     messages[0].lines[0].compulsory.paid: expected 1900, actual 2100\n"), "{text}");
+    assert!(
+        text.contains("     messages[0].lines[0]  expected  actual\n       compulsory.paid         1900    2100\n"),
+        "{text}"
+    );
     assert!(text.contains("FAIL d-broken.json (d-broken.json)\n     invalid test: not valid JSON"), "{text}");
     assert!(!text.contains("registry.json)"), "the registry is not a test: {text}");
 
@@ -70,7 +73,10 @@ fn a_rule_failure_is_shown_beside_the_differences() {
         ("tests/case.json", &scenario("loops", "\"registry.json\"", 2100)),
     ]);
     let text = run_pack_tests(pack.path(), None).expect("the tests run").to_string();
-    assert!(text.contains("messages[0].outcome: expected \"complete\", actual \"error\""), "{text}");
+    assert!(
+        text.contains("     messages[0]    expected   actual\n       outcome    \"complete\"  \"error\"\n"),
+        "{text}"
+    );
     let note = format!(
         "note: messages[0]: the rules failed: {}:1:1: too many operations (endless loop?) in fn compulsory",
         pack.label("plans/rg.rhai")

@@ -157,6 +157,7 @@ impl Fixture {
                 agreement: Some(agreement.clone()),
                 period: Period { from: day("2020-01-01"), to: None },
                 attributes: provider_attributes,
+                submitters: Default::default(),
             },
             agreement: Some(agreement),
         }
