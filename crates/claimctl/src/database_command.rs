@@ -34,10 +34,11 @@ pub enum RegistryCommand {
 pub enum ClaimsCommand {
     /// List the claims whose rules failed, grouped by script position.
     Errors,
-    /// Re-adjudicate the claims whose rules failed, with the pack in DIR, and publish the decisions.
+    /// Re-adjudicate the claims whose rules failed, with the pack in DIR (default: the active
+    /// published pack), and publish the decisions.
     Retry {
         #[arg(long)]
-        rules: PathBuf,
+        rules: Option<PathBuf>,
         /// Prefix of the exchange and queue names (as given to the worker).
         #[arg(long, default_value = "")]
         prefix: String,
@@ -113,9 +114,13 @@ pub fn run_claims(command: &ClaimsCommand, out: &mut dyn Write) -> anyhow::Resul
             Ok(0)
         }),
         ClaimsCommand::Retry { rules, prefix } => {
-            let pack = load_pack(rules)?;
+            let folder = rules.as_deref().map(load_pack).transpose()?;
             block_on(async {
                 let store = connect().await?;
+                let pack = match folder {
+                    Some(pack) => pack,
+                    None => crate::rules_publish::active_published_pack(&store).await?,
+                };
                 let sources: Vec<(String, String)> =
                     pack.sources().iter().map(|source| (source.path.clone(), source.text.clone())).collect();
                 // Stored before anything is decided with it: every decision's pack can be replayed.

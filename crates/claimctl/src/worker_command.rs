@@ -28,6 +28,12 @@ pub struct WorkerArgs {
     /// Claims decided per database transaction.
     #[arg(long, default_value_t = 50)]
     pub batch_size: usize,
+    /// How often to look for a newly published version of the rule pack, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rules_poll_ms: u64,
+    /// The kind of the work queue: quorum (production) or classic (to compare; no delivery limit).
+    #[arg(long, default_value = "quorum", value_parser = crate::bench::parse_queue_type)]
+    pub queue_type: claims_worker::QueueType,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +81,8 @@ pub fn run_worker(args: &WorkerArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
     config.metrics_addr = Some(args.metrics);
     config.prefetch = args.prefetch;
     config.batch_size = args.batch_size;
+    config.rules_poll = Duration::from_millis(args.rules_poll_ms);
+    config.submit_queue_type = args.queue_type;
 
     runtime()?.block_on(claims_worker::run(config, shutdown_signal())).context("worker")?;
     Ok(0)

@@ -49,7 +49,7 @@ async fn the_regulator_reads_the_audit_log_and_decisions_and_writes_nothing() {
     decide(&store, &messages, &pack).await;
 
     let mut connection = PgConnection::connect(&database.url).await.unwrap();
-    let readable = ["audit_log", "audit_head", "claims", "rejected_messages", "rule_sources"];
+    let readable = ["audit_log", "audit_head", "claims", "rejected_messages", "rule_publications", "rule_sources"];
     for table in readable {
         let statement = format!("SELECT count(*) FROM {table}");
         as_regulator(&mut connection, &statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));

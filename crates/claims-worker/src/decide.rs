@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use claims_rules::RhaiPack;
 use claims_store::{Handled, Incoming, StoreError};
 use tokio::sync::watch;
 
@@ -23,14 +24,17 @@ pub(crate) async fn decide(
     if messages.is_empty() {
         return Some(Vec::new());
     }
-    match retrying(shared, messages, stop).await? {
+    // The whole batch, retries and one-by-one isolation included, is decided with the pack in
+    // force when it started; a reload only affects the next batch.
+    let pack = shared.pack.current();
+    match retrying(shared, &pack, messages, stop).await? {
         Ok(handled) => Some(handled),
         Err(error) if messages.len() == 1 => Some(vec![refused(&error)]),
         Err(error) => {
             tracing::warn!(%error, batch = messages.len(), "the store refused a batch; deciding its messages one by one");
             let mut handled = Vec::with_capacity(messages.len());
             for message in messages {
-                match retrying(shared, std::slice::from_ref(message), stop).await? {
+                match retrying(shared, &pack, std::slice::from_ref(message), stop).await? {
                     Ok(answer) => handled.extend(answer),
                     Err(error) => handled.push(refused(&error)),
                 }
@@ -47,13 +51,14 @@ fn refused(error: &StoreError) -> Handled {
 /// Calls `decide` until it succeeds or fails for a reason a retry cannot fix.
 async fn retrying(
     shared: &Shared,
+    pack: &RhaiPack,
     messages: &[Incoming],
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Result<Vec<Handled>, StoreError>> {
     let mut delay = RETRY_FIRST;
     loop {
         let started = Instant::now();
-        match shared.store.decide(messages, &shared.pack).await {
+        match shared.store.decide(messages, pack).await {
             Ok(handled) => {
                 shared.metrics.adjudicated(messages.len(), started.elapsed());
                 shared.metrics.set_consuming(true);

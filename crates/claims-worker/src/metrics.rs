@@ -106,6 +106,10 @@ pub struct Metrics {
     adjudication_per_claim: Histogram,
     end_to_end: Histogram,
     consuming: AtomicBool,
+    /// The rule pack new batches use: `(pack, version)`.
+    rules: Mutex<Option<(String, String)>>,
+    rules_reloads: AtomicU64,
+    rules_reload_failures: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -119,6 +123,9 @@ impl Default for Metrics {
             adjudication_per_claim: Histogram::new(DURATION_BOUNDS, Unit::Seconds),
             end_to_end: Histogram::new(DURATION_BOUNDS, Unit::Seconds),
             consuming: AtomicBool::new(false),
+            rules: Mutex::new(None),
+            rules_reloads: AtomicU64::new(0),
+            rules_reload_failures: AtomicU64::new(0),
         }
     }
 }
@@ -159,6 +166,24 @@ impl Metrics {
 
     pub fn is_consuming(&self) -> bool {
         self.consuming.load(Ordering::Relaxed)
+    }
+
+    /// The worker decides new batches with this pack version (at start, then at each reload).
+    pub fn rules_in_use(&self, pack: &str, version: &str) {
+        if let Ok(mut rules) = self.rules.lock() {
+            *rules = Some((pack.to_owned(), version.to_owned()));
+        }
+    }
+
+    /// A newly published version was loaded and swapped in.
+    pub fn rules_loaded(&self, pack: &str, version: &str) {
+        self.rules_reloads.fetch_add(1, Ordering::Relaxed);
+        self.rules_in_use(pack, version);
+    }
+
+    /// A newly published version did not load; the worker kept its pack.
+    pub fn rules_reload_failed(&self) {
+        self.rules_reload_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -204,6 +229,28 @@ impl Metrics {
         self.end_to_end.render(&mut out, "claims_end_to_end_seconds", "");
         let _ = writeln!(out, "# HELP claims_consuming 1 while the worker consumes and the store answers.");
         let _ = writeln!(out, "# TYPE claims_consuming gauge\nclaims_consuming {}", u8::from(self.is_consuming()));
+        family(
+            &mut out,
+            "gauge",
+            "claims_rules_info",
+            "The rule pack version new batches are decided with (always 1).",
+        );
+        if let Ok(rules) = self.rules.lock()
+            && let Some((pack, version)) = rules.as_ref()
+        {
+            let (pack, version) = (escape_label(pack), escape_label(version));
+            let _ = writeln!(out, "claims_rules_info{{pack=\"{pack}\",version=\"{version}\"}} 1");
+        }
+        family(&mut out, "counter", "claims_rules_reloads_total", "Published rule packs swapped in while running.");
+        let _ = writeln!(out, "claims_rules_reloads_total {}", self.rules_reloads.load(Ordering::Relaxed));
+        family(
+            &mut out,
+            "counter",
+            "claims_rules_reload_failures_total",
+            "Published rule packs that did not load (the worker kept its pack).",
+        );
+        let _ =
+            writeln!(out, "claims_rules_reload_failures_total {}", self.rules_reload_failures.load(Ordering::Relaxed));
         out
     }
 }
@@ -294,6 +341,9 @@ mod tests {
         metrics.dead_lettered();
         metrics.adjudicated(3, Duration::from_micros(3_000));
         metrics.end_to_end(Duration::from_millis(20));
+        metrics.rules_in_use("fr", "sha256:01");
+        metrics.rules_loaded("fr", "sha256:02");
+        metrics.rules_reload_failed();
         let text = metrics.render();
         for line in [
             "# TYPE claims_received_total counter",
@@ -314,6 +364,10 @@ mod tests {
             "claims_end_to_end_seconds_bucket{le=\"0.025\"} 1",
             "claims_end_to_end_seconds_sum 0.02",
             "claims_consuming 0",
+            "# TYPE claims_rules_info gauge",
+            "claims_rules_info{pack=\"fr\",version=\"sha256:02\"} 1",
+            "claims_rules_reloads_total 1",
+            "claims_rules_reload_failures_total 1",
         ] {
             assert!(text.lines().any(|candidate| candidate == line), "missing {line:?} in\n{text}");
         }
