@@ -284,7 +284,13 @@ fn the_database_log_exports_verifies_and_replays_read_by_the_regulator_alone() {
         for batch in messages.chunks(40) {
             let incoming: Vec<claims_store::Incoming> = batch
                 .iter()
-                .map(|body| claims_store::Incoming { body: body.clone(), reply_to: None, correlation_id: None })
+                .map(|body| claims_store::Incoming {
+                    body: body.clone(),
+                    reply_to: None,
+                    correlation_id: None,
+                    // The demo gateway user the example registry lets submit for every provider.
+                    user_id: Some("guest".to_owned()),
+                })
                 .collect();
             store.decide(&incoming, &pack).await.unwrap();
         }

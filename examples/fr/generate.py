@@ -107,8 +107,10 @@ def _provider(provider_id, agreement, specialty, sector=None, optam=None, to=Non
     if optam is not None:
         attributes["optam"] = optam
     attributes.update(extra)
+    # "guest" is the demo gateway: RabbitMQ's default user, which `claimctl submit` connects as
+    # on a development broker. A real registry names each provider's own broker user(s).
     return {"provider_id": provider_id, "agreement": agreement, "from": "2010-01-01", "to": to,
-            "attributes": attributes}
+            "attributes": attributes, "submitters": ["guest"]}
 
 
 PROVIDERS = [

@@ -20,6 +20,12 @@ use claims_domain::pipeline::{History, LineFingerprint};
 use claims_domain::registry::RegistrySnapshot;
 use serde_json::{Value, json};
 
+/// A JSON object of these members. `json!` copies every nested `Value` it is given through
+/// serde's serializer (`to_value`); audit entries are large trees, so their parts are moved in.
+pub(crate) fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(members.into_iter().map(|(key, value)| (key.to_owned(), value)).collect())
+}
+
 /// `("member" | "household", id)`: how a counter's subject is written.
 pub fn subject_parts(subject: &Subject) -> (&'static str, &str) {
     match subject {
@@ -41,11 +47,11 @@ pub fn subject_from_parts(kind: &str, id: &str) -> Result<Subject, String> {
 /// `{"member": …|null, "household": [...], "provider": …|null}`, members and providers in their
 /// registry-file form.
 pub fn registry_to_json(snapshot: &RegistrySnapshot) -> Value {
-    json!({
-        "member": snapshot.member.as_ref().map(member_to_json),
-        "household": snapshot.household.iter().map(member_to_json).collect::<Vec<_>>(),
-        "provider": snapshot.provider.as_ref().map(provider_to_json),
-    })
+    object([
+        ("member", snapshot.member.as_ref().map_or(Value::Null, member_to_json)),
+        ("household", Value::Array(snapshot.household.iter().map(member_to_json).collect())),
+        ("provider", snapshot.provider.as_ref().map_or(Value::Null, provider_to_json)),
+    ])
 }
 
 pub fn registry_from_json(value: &Value) -> Result<RegistrySnapshot, FieldError> {
@@ -184,10 +190,13 @@ pub fn history_from_json(value: &Value) -> Result<History, FieldError> {
 pub fn cancels_to_json(cancels: Option<&Cancelled>) -> Value {
     match cancels {
         None => Value::Null,
-        Some(cancelled) => json!({
-            "decision": cancelled.decision.as_ref().map(|decision| without_audit(decision_to_json(decision))),
-            "moves": moves_to_json(&cancelled.moves),
-        }),
+        Some(cancelled) => object([
+            (
+                "decision",
+                cancelled.decision.as_ref().map_or(Value::Null, |decision| without_audit(decision_to_json(decision))),
+            ),
+            ("moves", moves_to_json(&cancelled.moves)),
+        ]),
     }
 }
 
@@ -204,6 +213,20 @@ pub fn cancels_from_json(value: &Value) -> Result<Option<Cancelled>, FieldError>
         })?),
     };
     Ok(Some(Cancelled { decision, moves: moves_at(&root.field("moves")?)? }))
+}
+
+/// Reads an entry's `submitted_by`: `None` when the entry has none (no submitter was checked),
+/// `Some(None)` for `null` (came through the broker without a `user_id`), `Some(Some(user))`.
+pub fn submitted_by_from_json(entry: &Value) -> Result<Option<Option<String>>, FieldError> {
+    match entry.get("submitted_by") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(user)) => Ok(Some(Some(user.clone()))),
+        Some(_) => Err(FieldError {
+            path: "submitted_by".to_owned(),
+            problem: "expected a broker user name or null".to_owned(),
+        }),
+    }
 }
 
 /// A decision/v1 message without its `audit` field (entries record decisions without it: the
@@ -256,5 +279,16 @@ mod tests {
         assert_eq!(cancels_from_json(&cancels_to_json(None)).unwrap(), None);
         let none = Cancelled { decision: None, moves };
         assert_eq!(cancels_from_json(&cancels_to_json(Some(&none))).unwrap(), Some(none));
+    }
+
+    #[test]
+    fn submitted_by_tells_unchecked_from_no_user() {
+        assert_eq!(submitted_by_from_json(&json!({"seq": 1})).unwrap(), None);
+        assert_eq!(submitted_by_from_json(&json!({"submitted_by": null})).unwrap(), Some(None));
+        assert_eq!(submitted_by_from_json(&json!({"submitted_by": "prov-a"})).unwrap(), Some(Some("prov-a".into())));
+        assert_eq!(
+            submitted_by_from_json(&json!({"submitted_by": 7})).unwrap_err().to_string(),
+            "submitted_by: expected a broker user name or null"
+        );
     }
 }

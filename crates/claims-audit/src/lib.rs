@@ -24,6 +24,7 @@
 //! | `cancels` | `null`, or for a cancellation what it found to cancel: `{"decision": the claim's decision/v1 as it stood (without `audit`), or null when the claim was never decided, "moves": that decision's counter moves}` |
 //! | `rules` | `{"pack", "version"}`: the rule pack and its content hash (`sha256:…`), as in the decision |
 //! | `decision` | the decision/v1 message, without its `audit` field |
+//! | `submitted_by` | only in entries of a message that came through the broker (the worker): the broker user that published it (its `user_id` property, which RabbitMQ checks against the connection's user), or `null` when the message had none; absent in embedded-mode entries and entries written before the field existed, where nobody was checked. A replay re-checks it against `registry.provider.submitters` |
 //! | `prev_hash` | the previous entry's `hash` ([`GENESIS_HASH`], 64 zeros, for `seq` 1) |
 //! | `hash` | `sha256(prev_hash ‖ canonical entry)` in lower-case hex |
 //!
@@ -41,10 +42,17 @@
 //! Replaying an entry needs only the entry and the rule sources of its `rules.version`: a claim
 //! is adjudicated with the recorded snapshot, counters and history; an invalid message is
 //! rejected again; a cancellation is decided again from what it recorded it cancelled
-//! ([`claims_domain::ledger::decide_cancellation`]).
+//! ([`claims_domain::ledger::decide_cancellation`]). When the entry has `submitted_by`, a claim
+//! or cancellation is first checked against the recorded provider's `submitters`
+//! ([`claims_domain::contract::submitter_refusal`]), exactly as the worker checked it.
+//!
+//! `submitted_by` was added after the first entries were written: it is additive (present only
+//! where a submitter was checked), so every chain written before it still verifies and replays
+//! unchanged.
 
 pub mod codec;
 pub mod export;
+pub mod impact;
 pub mod replay;
 pub mod report;
 pub mod verify;
@@ -84,24 +92,44 @@ pub struct EntryContent<'a> {
     pub decision: &'a Value,
 }
 
-/// Appends `content` at `head`: returns the entry and moves the head on.
+/// Appends `content` at `head`: returns the entry and moves the head on. For a recorder with
+/// no broker (embedded mode): the entry has no `submitted_by`, and a replay checks no submitter.
 pub fn append(head: &mut ChainHead, content: &EntryContent<'_>) -> Value {
+    let entry = unchained(head, content);
+    chain(head, entry)
+}
+
+/// Appends `content` at `head` for a message that came through the broker, recording
+/// `submitted_by`: the message's broker-validated `user_id`, or `null` when it had none. A
+/// replay checks it against the `submitters` of the recorded provider, as the recorder did.
+pub fn append_submitted(head: &mut ChainHead, content: &EntryContent<'_>, submitted_by: Option<&str>) -> Value {
+    let mut entry = unchained(head, content);
+    entry["submitted_by"] = submitted_by.map_or(Value::Null, |user| Value::String(user.to_owned()));
+    chain(head, entry)
+}
+
+/// The entry at `head`, without its `hash`.
+fn unchained(head: &ChainHead, content: &EntryContent<'_>) -> Value {
     let decision = codec::without_audit(content.decision.clone());
     let effect = content.effect;
-    let mut entry = json!({
-        "format": FORMAT,
-        "seq": head.next_sequence,
-        "recorded_at": content.recorded_at,
-        "input": content.input,
-        "registry": codec::registry_to_json(&effect.registry),
-        "counters_before": codec::counters_to_json(&effect.counters_before),
-        "moves": codec::moves_to_json(&effect.moves),
-        "history": codec::history_to_json(&effect.history),
-        "cancels": codec::cancels_to_json(effect.cancels.as_ref()),
-        "rules": decision.get("rules").cloned().unwrap_or(Value::Null),
-        "decision": decision,
-        "prev_hash": head.previous_hash,
-    });
+    codec::object([
+        ("format", json!(FORMAT)),
+        ("seq", json!(head.next_sequence)),
+        ("recorded_at", json!(content.recorded_at)),
+        ("input", json!(content.input)),
+        ("registry", codec::registry_to_json(&effect.registry)),
+        ("counters_before", codec::counters_to_json(&effect.counters_before)),
+        ("moves", codec::moves_to_json(&effect.moves)),
+        ("history", codec::history_to_json(&effect.history)),
+        ("cancels", codec::cancels_to_json(effect.cancels.as_ref())),
+        ("rules", decision.get("rules").cloned().unwrap_or(Value::Null)),
+        ("decision", decision),
+        ("prev_hash", json!(head.previous_hash)),
+    ])
+}
+
+/// Hashes `entry` onto the chain: sets its `hash` and moves the head on.
+fn chain(head: &mut ChainHead, mut entry: Value) -> Value {
     let hash = hash_of(&head.previous_hash, &entry);
     entry["hash"] = Value::String(hash.clone());
     head.next_sequence += 1;

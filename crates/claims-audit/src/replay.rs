@@ -3,15 +3,17 @@
 //! Each entry is replayed on its own, from what it recorded: a claim/v1 input is adjudicated
 //! with the recorded registry snapshot, the recorded counters as the counters before and the
 //! recorded history; an input that is not a valid message is rejected again; a cancellation is
-//! decided again from what it recorded it cancelled and the recorded counters. Pure: no I/O, no
-//! clock, so the same entry and pack always replay the same.
+//! decided again from what it recorded it cancelled and the recorded counters. An entry that
+//! records `submitted_by` (the worker's) first has its submitter checked against the recorded
+//! provider's `submitters`, as the worker did: a refused submitter is rejected again. Pure: no
+//! I/O, no clock, so the same entry and pack always replay the same.
 //!
 //! A *what-if* replay gives every entry another pack: each is re-decided from its own recorded
 //! inputs (the counters as they really were then), so the effect of a rule change on the
 //! counters of later claims is not carried from one entry to the next, and a reversal negates
 //! the decision as recorded.
 
-use claims_domain::contract::{FieldError, Message, Reader, decision_to_json, parse_message};
+use claims_domain::contract::{FieldError, Message, Reader, decision_to_json, parse_message, submitter_refusal};
 use claims_domain::decision::RulesVersion;
 use claims_domain::ledger::decide_cancellation;
 use claims_domain::pipeline::{self, Inputs};
@@ -31,6 +33,9 @@ pub struct RecordedEntry {
     pub decision: Value,
     pub moves: Value,
     pub counters_before: Value,
+    /// `None`: no submitter was checked (embedded mode, older entries); `Some(None)`: the
+    /// message came through the broker without a `user_id`.
+    pub submitted_by: Option<Option<String>>,
     registry: Value,
     history: Value,
     cancels: Value,
@@ -51,6 +56,7 @@ impl RecordedEntry {
         if decision_rules.value() != rules_field.value() {
             return Err(decision_rules.problem("differs from the entry's rules"));
         }
+        let submitted_by = codec::submitted_by_from_json(&entry)?;
         let Value::Object(mut map) = entry else { return Err(root.problem("expected an object")) };
         let mut take = |name: &str| map.remove(name).unwrap_or(Value::Null);
         Ok(RecordedEntry {
@@ -60,6 +66,7 @@ impl RecordedEntry {
             decision: take("decision"),
             moves: take("moves"),
             counters_before: take("counters_before"),
+            submitted_by,
             registry: take("registry"),
             history: take("history"),
             cancels: take("cancels"),
@@ -87,15 +94,22 @@ pub struct Replayed {
 /// (the decision itself never fails: a rule failure is an `error` decision).
 pub fn replay(entry: &RecordedEntry, pack: &dyn RulePack) -> Result<Replayed, FieldError> {
     let settings = pack.settings();
-    let adjudication = match parse_message(&entry.input) {
-        Err(rejection) => {
-            let decision = pipeline::rejected_message(&rejection, settings);
-            return Ok(Replayed {
-                decision: codec::without_audit(decision_to_json(&decision)),
-                moves: Value::Array(Vec::new()),
-                counters_read: Value::Array(Vec::new()),
-            });
+    let refused = |decision: &claims_domain::decision::Decision| Replayed {
+        decision: codec::without_audit(decision_to_json(decision)),
+        moves: Value::Array(Vec::new()),
+        counters_read: Value::Array(Vec::new()),
+    };
+    let message = parse_message(&entry.input);
+    if let (Ok(message), Some(submitted_by)) = (&message, &entry.submitted_by) {
+        let registry = codec::registry_from_json(&entry.registry)?;
+        if let Some(decision) =
+            submitter_refusal(message, submitted_by.as_deref(), registry.provider.as_ref(), settings)
+        {
+            return Ok(refused(&decision));
         }
+    }
+    let adjudication = match message {
+        Err(rejection) => return Ok(refused(&pipeline::rejected_message(&rejection, settings))),
         Ok(Message::Claim(claim)) => {
             let registry = codec::registry_from_json(&entry.registry)?;
             let counters = codec::counters_from_json(&entry.counters_before)?;

@@ -1,7 +1,7 @@
 //! Members, households, coverages and providers: the registry the mutual keeps, and the
 //! snapshot of it that one adjudication reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::attributes::Attributes;
 use crate::claim::Scheme;
@@ -50,6 +50,9 @@ pub struct Provider {
     /// When the agreement (or the provider's registration) is in force.
     pub period: Period,
     pub attributes: Attributes,
+    /// The broker users (RabbitMQ `user_id`) that may submit claims and cancellations for this
+    /// provider: the provider's own gateway, a billing agent. Empty: nobody, through the broker.
+    pub submitters: BTreeSet<String>,
 }
 
 /// Everything about people and providers that one claim's adjudication reads. The caller (the

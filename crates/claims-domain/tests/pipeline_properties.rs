@@ -225,6 +225,7 @@ fn provider() -> Provider {
         agreement: Some(AgreementName::parse("agreement").unwrap()),
         period: Period { from: day(0), to: None },
         attributes: Attributes::new(),
+        submitters: Default::default(),
     }
 }
 

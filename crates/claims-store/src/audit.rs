@@ -20,6 +20,8 @@ pub(crate) struct Pending<'a> {
     pub input: &'a str,
     pub effect: &'a Effect,
     pub decision: &'a Decision,
+    /// The broker user that published the message (`None`: it had no `user_id`).
+    pub submitted_by: Option<&'a str>,
 }
 
 /// A decision placed in the log: its decision/v1 message (with `audit`) and message id.
@@ -57,9 +59,11 @@ pub(crate) async fn append_all(
         let decision = decision_to_json(item.decision);
         let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let sequence = head.next_sequence;
-        let entry = claims_audit::append(
+        // Every message the store decides came through the broker: the entry says who sent it.
+        let entry = claims_audit::append_submitted(
             &mut head,
             &EntryContent { recorded_at: &recorded_at, input: item.input, effect: item.effect, decision: &decision },
+            item.submitted_by,
         );
         sequences.push(to_column(sequence)?);
         entries.push(entry.to_string());

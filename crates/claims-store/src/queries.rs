@@ -52,13 +52,21 @@ pub(crate) async fn error_claims(pool: &PgPool) -> Result<Vec<ErrorClaim>, Store
         .collect())
 }
 
-/// The inputs of the claims in error, oldest decision first.
-pub(crate) async fn error_inputs(pool: &PgPool) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT input FROM claims WHERE outcome = 'error' ORDER BY updated_at, provider_id, claim_id")
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|(input,)| input).collect())
+/// The inputs of the claims in error, oldest decision first, each with the broker user that
+/// submitted it: the `submitted_by` of its decision's audit entry (the row's message id is
+/// `decision-<seq>`). `None` when the entry has none (it predates the submitter check).
+pub(crate) async fn error_inputs(pool: &PgPool) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT c.input, a.entry::jsonb ->> 'submitted_by'
+         FROM claims c
+         LEFT JOIN audit_log a
+           ON a.seq = CASE WHEN c.message_id ~ '^decision-[0-9]{1,18}$' THEN substr(c.message_id, 10)::int8 END
+         WHERE c.outcome = 'error'
+         ORDER BY c.updated_at, c.provider_id, c.claim_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
 }
 
 /// Versions of the migrations already applied (none on an empty database).

@@ -119,6 +119,10 @@ impl RegistryCache {
         self.registry.members.get(member_id)
     }
 
+    pub(crate) fn provider(&self, provider_id: &ProviderId) -> Option<&Provider> {
+        self.registry.providers.get(provider_id)
+    }
+
     /// The snapshot one claim needs, exactly as the embedded ledger builds it.
     pub(crate) fn snapshot(&self, member_id: &MemberId, provider_id: &ProviderId) -> RegistrySnapshot {
         self.registry.snapshot(member_id, provider_id)

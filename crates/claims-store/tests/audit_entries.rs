@@ -6,8 +6,8 @@ mod common;
 
 use claims_audit::{ChainHead, EntryContent};
 use claims_domain::accumulators::{CounterKey, Subject};
-use claims_domain::contract::decision_to_json;
-use claims_domain::ids::MemberId;
+use claims_domain::contract::{decision_to_json, provider_to_json};
+use claims_domain::ids::{MemberId, ProviderId};
 use claims_domain::ledger::Ledger;
 use claims_rules::RhaiPack;
 use common::*;
@@ -41,7 +41,15 @@ async fn entries_record_what_the_ledger_records() {
             let effect = recorded.effect.expect("every message of the file is new");
             let decision = decision_to_json(&recorded.decision);
             let content = EntryContent { recorded_at: "-", input: text, effect: &effect, decision: &decision };
-            replay_inputs(&claims_audit::append(&mut head, &content))
+            let mut want = replay_inputs(&claims_audit::append(&mut head, &content));
+            // The store also checks who submitted each message (the ledger has no broker): its
+            // entries say who, and a cancellation's entry records the provider that check read.
+            want["submitted_by"] = Value::from(SUBMITTER);
+            if !want["cancels"].is_null() && want["registry"]["provider"].is_null() {
+                let provider = ProviderId::parse(decision["provider_id"].as_str().unwrap()).unwrap();
+                want["registry"]["provider"] = provider_to_json(&registry.providers[&provider]);
+            }
+            want
         })
         .collect();
     let stored = store.audit_entries(0, 1000).await.unwrap();

@@ -120,6 +120,7 @@ async fn a_reply_queue_gets_the_decision_with_the_correlation_id() {
         body: gp_visit("C-REPLY", "2025-11-05"),
         reply_to: Some("amq.gen-reply".into()),
         correlation_id: Some("corr-7".into()),
+        user_id: Some(SUBMITTER.into()),
     };
 
     let handled = store.decide(std::slice::from_ref(&message), &pack).await.unwrap();

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 
@@ -51,6 +52,13 @@ pub fn message_id(line: &str) -> Option<String> {
     let id = format!("{provider}:{claim}");
     // An AMQP short string holds 255 bytes; a longer id is simply not set.
     (id.len() <= 255).then_some(id)
+}
+
+/// The broker user an AMQP URL connects as (RabbitMQ's default `guest` when it names none), the
+/// `user_id` a message published on that connection must carry. `None` when the URL does not
+/// parse (connecting then fails with the reason).
+pub fn amqp_user(amqp_url: &str) -> Option<String> {
+    amqp_url.parse::<AMQPUri>().ok().map(|uri| uri.authority.userinfo.username)
 }
 
 /// Publishes every non-blank line of `lines` (1-based line numbers are kept for messages).
@@ -107,6 +115,9 @@ pub async fn submit(
         replies = Some((queue.name().clone(), consumer));
     }
 
+    // The worker decides a claim only if its `user_id` is a user the registry lists for the
+    // claim's provider, and the broker accepts only our own user there.
+    let user_id = amqp_user(amqp_url);
     let run_id = run_id();
     let mut waiting: BTreeMap<String, Missing> = BTreeMap::new();
     let mut pending = Pending::default();
@@ -133,6 +144,9 @@ pub async fn submit(
             .with_correlation_id(correlation_id.as_str().into());
         if let Some(id) = &message_id {
             properties = properties.with_message_id(id.as_str().into());
+        }
+        if let Some(user) = &user_id {
+            properties = properties.with_user_id(user.as_str().into());
         }
         if let Some((queue, _)) = &replies {
             properties = properties.with_reply_to(queue.clone());
@@ -195,5 +209,14 @@ mod tests {
         assert_eq!(message_id("not json"), None);
         assert_eq!(message_id(r#"{"claim_id":"C-1"}"#), None);
         assert_eq!(message_id(r#"{"claim_id":1,"provider_id":"P"}"#), None);
+    }
+
+    #[test]
+    fn the_user_id_is_the_user_the_url_connects_as() {
+        assert_eq!(amqp_user("amqp://clinic-42:secret@broker:5672/%2f").as_deref(), Some("clinic-42"));
+        assert_eq!(amqp_user("amqp://billing%40agent:pw@broker/%2f").as_deref(), Some("billing@agent"));
+        // No user in the URL: RabbitMQ's default, which the connection logs in as.
+        assert_eq!(amqp_user("amqp://broker:5672/%2f").as_deref(), Some("guest"));
+        assert_eq!(amqp_user("not a url"), None);
     }
 }

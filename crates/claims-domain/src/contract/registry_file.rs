@@ -1,6 +1,8 @@
 //! The registry file (members, households, coverages, providers) read by `claimctl adjudicate
 //! --registry` and `claimctl registry import`.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
@@ -188,7 +190,47 @@ fn parse_provider(value: &Value, path: &str) -> FieldResult<Provider> {
     };
     let period = parse_period(object, path)?;
     let attributes = fields::attributes(object, path, "attributes")?;
-    Ok(Provider { provider_id, agreement, period, attributes })
+    let submitters = parse_submitters(object, path)?;
+    Ok(Provider { provider_id, agreement, period, attributes, submitters })
+}
+
+/// The longest broker user name: the AMQP `user_id` property is a short string.
+const MAX_SUBMITTER_BYTES: usize = 255;
+
+/// `"submitters": ["clinic-42", ...]`: the broker users that may submit for the provider
+/// (optional; absent or empty means nobody may, through the broker).
+fn parse_submitters(object: &Map<String, Value>, path: &str) -> FieldResult<BTreeSet<String>> {
+    let items = match fields::optional(object, "submitters") {
+        None => return Ok(BTreeSet::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return problem(
+                &fields::join(path, "submitters"),
+                format!("expected a list of broker user names, got {}", describe(other)),
+            );
+        }
+    };
+    let mut submitters = BTreeSet::new();
+    for (index, item) in items.iter().enumerate() {
+        let item_path = format!("{path}.submitters[{index}]");
+        let user = match item {
+            Value::String(user) => user,
+            other => return problem(&item_path, format!("expected a broker user name, got {}", describe(other))),
+        };
+        if user.is_empty() {
+            return problem(&item_path, "is empty");
+        }
+        if user.len() > MAX_SUBMITTER_BYTES {
+            return problem(
+                &item_path,
+                format!("is {} bytes long; a broker user name has at most {MAX_SUBMITTER_BYTES}", user.len()),
+            );
+        }
+        if !submitters.insert(user.clone()) {
+            return problem(&item_path, format!("{user:?} appears twice"));
+        }
+    }
+    Ok(submitters)
 }
 
 /// The registry file form of a registry (for exports and for recording snapshots).
@@ -220,11 +262,60 @@ pub fn member_to_json(member: &Member) -> Value {
 }
 
 pub fn provider_to_json(provider: &Provider) -> Value {
-    json!({
+    let mut document = json!({
         "provider_id": provider.provider_id.as_str(),
         "agreement": provider.agreement.as_ref().map(AgreementName::as_str),
         "from": provider.period.from.to_string(),
         "to": provider.period.to.map(|to| to.to_string()),
         "attributes": fields::attributes_to_json(&provider.attributes),
-    })
+    });
+    // Only when set: a provider without submitters keeps the very document (and audit
+    // snapshot bytes) it had before the field existed.
+    if !provider.submitters.is_empty() {
+        document["submitters"] = json!(provider.submitters);
+    }
+    document
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(submitters: Value) -> Value {
+        json!({"provider_id": "P-A", "agreement": null, "from": "2020-01-01", "to": null, "attributes": {},
+               "submitters": submitters})
+    }
+
+    #[test]
+    fn submitters_are_read_and_written_back() {
+        let parsed = provider_from_json(&provider(json!(["prov-a", "billing"]))).unwrap();
+        assert_eq!(parsed.submitters, BTreeSet::from(["billing".to_owned(), "prov-a".to_owned()]));
+        assert_eq!(provider_to_json(&parsed)["submitters"], json!(["billing", "prov-a"]));
+        // Absent (or null, or empty) means nobody, and is not written: the document stays as it
+        // was before the field existed.
+        for none in [json!(null), json!([])] {
+            let parsed = provider_from_json(&provider(none)).unwrap();
+            assert!(parsed.submitters.is_empty());
+            assert_eq!(provider_to_json(&parsed).get("submitters"), None);
+        }
+    }
+
+    #[test]
+    fn a_bad_submitter_is_named() {
+        let error = |submitters: Value| provider_from_json(&provider(submitters)).unwrap_err().to_string();
+        assert_eq!(
+            error(json!("prov-a")),
+            r#"provider.submitters: expected a list of broker user names, got the string "prov-a""#
+        );
+        assert_eq!(
+            error(json!(["prov-a", 7])),
+            "provider.submitters[1]: expected a broker user name, got the number 7"
+        );
+        assert_eq!(error(json!([""])), "provider.submitters[0]: is empty");
+        assert_eq!(error(json!(["a", "b", "a"])), r#"provider.submitters[2]: "a" appears twice"#);
+        assert_eq!(
+            error(json!(["x".repeat(256)])),
+            "provider.submitters[0]: is 256 bytes long; a broker user name has at most 255"
+        );
+    }
 }

@@ -17,7 +17,12 @@ pub(super) async fn finish(
     let pending: Vec<Pending<'_>> = batch
         .records
         .iter()
-        .map(|record| Pending { input: &record.input, effect: &record.effect, decision: &record.decision })
+        .map(|record| Pending {
+            input: &record.input,
+            effect: &record.effect,
+            decision: &record.decision,
+            submitted_by: record.user_id.as_deref(),
+        })
         .collect();
     // Taken last (after every household lock), held only for these writes: see `audit`.
     let placed = audit::append_all(transaction, &pending).await?;
@@ -192,7 +197,8 @@ async fn write_claims(connection: &mut PgConnection, batch: &Batch, placed: &[Pl
     Ok(())
 }
 
-/// Remembers the invalid messages first decided in this batch, by the hash of their bytes.
+/// Remembers the invalid messages first decided in this batch, by the hash of their bytes, and
+/// the messages refused for their submitter, by their bytes and submitter.
 async fn write_rejected(connection: &mut PgConnection, batch: &Batch, placed: &[Placed]) -> Result<(), StoreError> {
     let (mut keys, mut decisions, mut message_ids) = (Vec::new(), Vec::new(), Vec::new());
     for (key, index) in &batch.new_rejected {

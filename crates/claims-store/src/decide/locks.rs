@@ -1,18 +1,21 @@
 //! Transaction-scoped advisory locks that serialize the workers touching the same claim or the
 //! same household, in an order that cannot deadlock.
 //!
-//! A batch locks in two phases, each in ascending key order:
-//! 1. one lock per claim key `(provider_id, claim_id)` of its claims and cancellations. Every
-//!    writer of a `claims` row holds its claim lock, so once held, the rows read next cannot
-//!    appear or change under us — in particular the row a cancellation reverses, which names
-//!    the household to lock next;
-//! 2. one lock per household involved (the member id when the member is unknown), since the
+//! A batch locks in three phases, each in ascending key order:
+//! 1. one lock per claim key `(provider_id, claim_id)` of its claims and cancellations (and
+//!    per invalid message's body hash). Every writer of a `claims` row holds its claim lock,
+//!    so once held, the rows read next cannot appear or change under us — in particular the
+//!    row a cancellation reverses, which names the household to lock next;
+//! 2. one lock per message refused for its submitter (by its bytes and submitter): which
+//!    messages those are is known only once the registry is read, after phase 1;
+//! 3. one lock per household involved (the member id when the member is unknown), since the
 //!    counters a claim reads and moves are the member's and the household's.
 //!
-//! A worker waiting in phase 2 holds all its phase-1 locks and waits only for phase-2 locks,
-//! taken in one global order; a worker in phase 1 waits for locks whose holders never wait on a
-//! phase-1 lock again. No cycle can form. The audit head row, locked last, closes the same
-//! argument. Keys are 64-bit hashes: a collision only serializes two unrelated batches.
+//! A worker waiting in a phase holds locks of earlier phases only and waits only for locks of
+//! that phase, taken in one global order; the holders of those never wait on a lock of an
+//! earlier phase again. No cycle can form. The audit head row, locked last, closes the same
+//! argument. Keys are 64-bit hashes: a collision only serializes two unrelated batches (or,
+//! across phases, lets PostgreSQL's deadlock detector abort one batch, which is retried).
 
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -22,6 +25,11 @@ use crate::StoreError;
 /// The lock key of a claim (by provider and provider's claim id).
 pub(crate) fn claim_key(provider_id: &str, claim_id: &str) -> i64 {
     key(&format!("claim\0{provider_id}\0{claim_id}"))
+}
+
+/// The lock key of the record of a message refused for its submitter.
+pub(crate) fn refused_key(record_key: &str) -> i64 {
+    key(&format!("refused\0{record_key}"))
 }
 
 /// The lock key guarding a household's (and its members') counters and line history.

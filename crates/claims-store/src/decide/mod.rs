@@ -3,7 +3,8 @@
 //! Order of work, and why:
 //! 1. parse every message (pure);
 //! 2. lock the batch's claim keys, then read their `claims` rows and the registry (see
-//!    [`locks`] for why two phases);
+//!    [`locks`] for the order of the phases); check each message's broker user against its
+//!    provider's `submitters` and lock the records of the messages refused;
 //! 3. lock the households involved, then load the counters and line history they need;
 //! 4. decide message after message against an in-memory working copy ([`cache`]), so a later
 //!    message of the batch sees what an earlier one did, exactly as the embedded ledger would;
@@ -18,13 +19,13 @@ mod record;
 use std::collections::{BTreeSet, HashMap};
 
 use claims_domain::accumulators::{CounterMove, Subject};
-use claims_domain::contract::{Message, Rejection, RejectionKind, parse_message};
+use claims_domain::contract::{Message, Rejection, RejectionKind, parse_message, submitter_refusal};
 use claims_domain::date::Date;
 use claims_domain::decision::{Decision, Outcome};
 use claims_domain::ids::MemberId;
 use claims_domain::ledger::Effect;
 use claims_domain::pipeline::LineFingerprint;
-use claims_domain::rules::RulePack;
+use claims_domain::rules::{PackSettings, RulePack};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
@@ -71,6 +72,7 @@ pub(crate) struct NewRecord {
     decision: Decision,
     reply_to: Option<String>,
     correlation_id: Option<String>,
+    user_id: Option<String>,
 }
 
 /// What each message will become once the batch is placed in the audit log.
@@ -86,9 +88,10 @@ struct Batch {
     history: HistoryCache,
     claims: HashMap<ClaimKey, ClaimRow>,
     records: Vec<NewRecord>,
-    /// Invalid messages by the SHA-256 of their bytes: decided before, or earlier in this batch.
+    /// Invalid messages by the SHA-256 of their bytes, and messages refused for their
+    /// submitter by [`refused_key`]: decided before, or earlier in this batch.
     rejected: HashMap<String, DecisionRef>,
-    /// Invalid messages first decided in this batch (hash, record index), written at the end.
+    /// Those first decided in this batch (key, record index), written at the end.
     new_rejected: Vec<(String, usize)>,
 }
 
@@ -96,6 +99,25 @@ struct Batch {
 fn body_key(body: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(body.as_bytes()))
+}
+
+/// The key of a message refused for its submitter: its bytes and who sent them. Never the
+/// claim's `(provider_id, claim_id)`: a forged claim must not take the key of the provider's
+/// real one. The same bytes from the same user (a redelivery) get the same refusal again.
+fn refused_key(incoming: &Incoming) -> String {
+    let body = body_key(&incoming.body);
+    match &incoming.user_id {
+        Some(user) => format!("{body} from user {user:?}"),
+        None => format!("{body} with no user_id"),
+    }
+}
+
+/// The provider a claim or cancellation is submitted for.
+fn provider_id(message: &Message) -> &claims_domain::ids::ProviderId {
+    match message {
+        Message::Claim(claim) => &claim.provider_id,
+        Message::Cancellation(cancellation) => &cancellation.provider_id,
+    }
 }
 
 pub(crate) async fn decide(
@@ -113,10 +135,13 @@ pub(crate) async fn decide(
     // broker right after this commit, so the commit must be on disk first. An asynchronous
     // commit lost in a crash would lose claims RabbitMQ has already forgotten.
     sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *transaction).await?;
-    let mut batch = Batch::prepare(&mut transaction, messages, &parsed).await?;
+    let (mut batch, refusals) = Batch::prepare(&mut transaction, messages, &parsed, pack.settings()).await?;
     let mut plan = Vec::with_capacity(messages.len());
-    for (incoming, message) in messages.iter().zip(parsed) {
-        plan.push(batch.record(&mut transaction, incoming, message, pack).await?);
+    for ((incoming, message), refusal) in messages.iter().zip(parsed).zip(refusals) {
+        plan.push(match refusal {
+            Some(decision) => batch.refused(incoming, decision),
+            None => batch.record(&mut transaction, incoming, message, pack).await?,
+        });
     }
     let handled = finish::finish(&mut transaction, batch, plan).await?;
     transaction.commit().await?;
@@ -124,12 +149,14 @@ pub(crate) async fn decide(
 }
 
 impl Batch {
-    /// Takes the locks and loads what the batch reads (steps 2 and 3 above).
+    /// Takes the locks and loads what the batch reads (steps 2 and 3 above). Returns, per
+    /// message, the refusal to give instead of deciding it (its submitter may not submit).
     async fn prepare(
         transaction: &mut Transaction<'static, Postgres>,
         messages: &[Incoming],
         parsed: &[Result<Message, Rejection>],
-    ) -> Result<Batch, StoreError> {
+        settings: &PackSettings,
+    ) -> Result<(Batch, Vec<Option<Decision>>), StoreError> {
         let invalid_keys: BTreeSet<String> = messages
             .iter()
             .zip(parsed)
@@ -157,10 +184,30 @@ impl Batch {
             claim_keys.iter().map(|(provider, claim)| locks::claim_key(provider, claim)).chain(invalid_locks),
         )
         .await?;
-        let rejected = load_rejected(transaction, &invalid_keys).await?;
+        let mut rejected = load_rejected(transaction, &invalid_keys).await?;
         let claims = load_claims(transaction, &claim_keys).await?;
         member_ids.extend(claims.values().map(|row| row.member_id.clone()));
         let registry = RegistryCache::load(transaction, &member_ids, &provider_ids).await?;
+
+        // Checked before anything is decided, and before a stored decision is given again: a
+        // forger resending a provider's claim must not receive that provider's decision.
+        let refusals: Vec<Option<Decision>> = messages
+            .iter()
+            .zip(parsed)
+            .map(|(incoming, message)| {
+                let message = message.as_ref().ok()?;
+                let provider = registry.provider(provider_id(message));
+                submitter_refusal(message, incoming.user_id.as_deref(), provider, settings)
+            })
+            .collect();
+        let refused_keys: BTreeSet<String> = messages
+            .iter()
+            .zip(&refusals)
+            .filter(|(_, refusal)| refusal.is_some())
+            .map(|(incoming, _)| refused_key(incoming))
+            .collect();
+        locks::lock_all(transaction, refused_keys.iter().map(|key| locks::refused_key(key))).await?;
+        rejected.extend(load_rejected(transaction, &refused_keys).await?);
 
         let household_of = |member_id: &str| -> i64 {
             let household =
@@ -188,20 +235,22 @@ impl Batch {
             rejected,
             new_rejected: Vec::new(),
         };
-        batch.preload(transaction, parsed).await?;
-        Ok(batch)
+        let accepted: Vec<&Message> = parsed
+            .iter()
+            .zip(&refusals)
+            .filter(|(_, refusal)| refusal.is_none())
+            .filter_map(|(message, _)| message.as_ref().ok())
+            .collect();
+        batch.preload(transaction, &accepted).await?;
+        Ok((batch, refusals))
     }
 
     /// Loads, in a few queries for the whole batch, the counters and history its messages will
     /// most likely read; [`Batch::record`] loads anything else on demand.
-    async fn preload(
-        &mut self,
-        connection: &mut PgConnection,
-        parsed: &[Result<Message, Rejection>],
-    ) -> Result<(), StoreError> {
+    async fn preload(&mut self, connection: &mut PgConnection, accepted: &[&Message]) -> Result<(), StoreError> {
         let mut periods: BTreeSet<(Subject, String)> = BTreeSet::new();
         let mut days: BTreeSet<(String, Date)> = BTreeSet::new();
-        for message in parsed.iter().flatten() {
+        for message in accepted {
             let Message::Claim(claim) = message else { continue };
             for line in &claim.lines {
                 days.insert((claim.member_id.to_string(), line.service_date));
@@ -302,7 +351,7 @@ async fn load_claims(
     Ok(claims)
 }
 
-/// The stored decisions of the batch's invalid messages seen before.
+/// The stored decisions of the batch's invalid (or refused) messages seen before.
 async fn load_rejected(
     connection: &mut PgConnection,
     keys: &BTreeSet<String>,

@@ -8,7 +8,7 @@ use claims_domain::claim::{Cancellation, Claim};
 use claims_domain::contract::{Message, Rejection, RejectionKind};
 use claims_domain::date::Date;
 use claims_domain::decision::{Decision, Outcome};
-use claims_domain::ids::MemberId;
+use claims_domain::ids::{MemberId, ProviderId};
 use claims_domain::ledger::{Cancelled, Effect, decide_cancellation};
 use claims_domain::pipeline::{self, History, Inputs};
 use claims_domain::registry::RegistrySnapshot;
@@ -20,6 +20,28 @@ use crate::stored::decision_from_json;
 use crate::{Incoming, StoreError};
 
 impl Batch {
+    /// A message whose submitter may not submit it: rejected and recorded like an invalid
+    /// message, under its bytes and its submitter, never under the claim's key. Its entry
+    /// records the provider checked, so a replay re-derives the refusal from the entry alone.
+    pub(super) fn refused(&mut self, incoming: &Incoming, decision: Decision) -> Planned {
+        let key = super::refused_key(incoming);
+        if let Some(decision) = self.rejected.get(&key) {
+            return repeat(incoming, decision.clone());
+        }
+        let provider_id = ProviderId::parse(&decision.provider_id).ok();
+        let effect = Effect { registry: self.provider_only(provider_id.as_ref()), ..empty_effect() };
+        let index = self.new_record(incoming, effect, decision);
+        self.rejected.insert(key.clone(), DecisionRef::Pending(index));
+        self.new_rejected.push((key, index));
+        Planned::New(index)
+    }
+
+    /// A snapshot holding only the provider (what a cancellation's submitter check read).
+    fn provider_only(&self, provider_id: Option<&ProviderId>) -> RegistrySnapshot {
+        let provider = provider_id.and_then(|provider_id| self.registry.provider(provider_id)).cloned();
+        RegistrySnapshot { member: None, household: Vec::new(), provider }
+    }
+
     pub(super) async fn record(
         &mut self,
         transaction: &mut Transaction<'static, Postgres>,
@@ -138,10 +160,13 @@ impl Batch {
     ) -> Result<Planned, StoreError> {
         let settings = pack.settings();
         let key = (cancellation.provider_id.to_string(), cancellation.claim_id.to_string());
+        // The submitter check read the provider: every cancellation's entry records it, so a
+        // replay can check the submitter again.
+        let checked = self.provider_only(Some(&cancellation.provider_id));
         let Some(row) = self.claims.get(&key) else {
             let cancelled = Cancelled { decision: None, moves: Vec::new() };
             let adjudication = decide_cancellation(cancellation, &cancelled, &self.counters, settings);
-            let effect = Effect { cancels: Some(cancelled), ..empty_effect() };
+            let effect = Effect { registry: checked, cancels: Some(cancelled), ..empty_effect() };
             return Ok(Planned::New(self.new_record(incoming, effect, adjudication.decision)));
         };
         // Cancelling twice changes nothing: the reversal is given again.
@@ -159,14 +184,14 @@ impl Batch {
         if matches!(row.outcome, Outcome::Rejected | Outcome::Error) {
             // Nothing to reverse: refused, reading no counter.
             let adjudication = decide_cancellation(cancellation, &cancelled, &self.counters, settings);
-            let effect = Effect { cancels: Some(cancelled), ..empty_effect() };
+            let effect = Effect { registry: checked, cancels: Some(cancelled), ..empty_effect() };
             return Ok(Planned::New(self.new_record(incoming, effect, adjudication.decision)));
         }
         let fingerprints = row.fingerprints.clone();
         let member_id = row.member_id.clone();
         let snapshot = match MemberId::parse(&member_id) {
             Ok(member) => self.registry.snapshot(&member, &cancellation.provider_id),
-            Err(_) => RegistrySnapshot { member: None, household: Vec::new(), provider: None },
+            Err(_) => checked,
         };
         self.counters
             .load_keys(transaction, cancelled.moves.iter().map(|counter_move| counter_move.key.clone()))
@@ -198,6 +223,7 @@ impl Batch {
             decision,
             reply_to: incoming.reply_to.clone(),
             correlation_id: incoming.correlation_id.clone(),
+            user_id: incoming.user_id.clone(),
         });
         self.records.len() - 1
     }

@@ -23,11 +23,19 @@ pub fn french_pack() -> RhaiPack {
     RhaiPack::load(repo().join("rules/fr")).unwrap_or_else(|error| panic!("loading rules/fr: {error}"))
 }
 
-/// `rules/fr/tests/registry.json` (the worked cases) or `examples/fr/registry.json`.
+/// The broker user the tests submit as (RabbitMQ's default user, the demo gateway).
+pub const SUBMITTER: &str = "guest";
+
+/// `rules/fr/tests/registry.json` (the worked cases) or `examples/fr/registry.json`, with
+/// [`SUBMITTER`] allowed to submit for every provider.
 pub fn registry(relative: &str) -> Registry {
     let path = repo().join(relative);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
-    parse_registry(&text).unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()))
+    let mut registry = parse_registry(&text).unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()));
+    for provider in registry.providers.values_mut() {
+        provider.submitters.insert(SUBMITTER.to_owned());
+    }
+    registry
 }
 
 /// A migrated store on a database of its own, with `registry` imported.
@@ -39,8 +47,9 @@ pub async fn store_with(registry: &Registry, pack: &RhaiPack) -> (Store, TestDat
     (store, database)
 }
 
+/// A message as the broker hands it over, published by [`SUBMITTER`].
 pub fn incoming(body: &str) -> Incoming {
-    Incoming { body: body.to_owned(), reply_to: None, correlation_id: None }
+    Incoming { body: body.to_owned(), reply_to: None, correlation_id: None, user_id: Some(SUBMITTER.to_owned()) }
 }
 
 pub async fn decide(store: &Store, bodies: &[String], pack: &RhaiPack) -> Vec<Handled> {
