@@ -11,10 +11,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use claims_audit::{ChainHead, EntryContent};
 use claims_domain::accumulators::{CounterKey, Subject};
-use claims_domain::contract::{check_registry_names, decision_to_json, parse_registry, with_audit};
+use claims_domain::contract::{check_registry_names, decision_to_json, not_utf8, parse_registry, with_audit};
 use claims_domain::decision::Outcome;
 use claims_domain::ids::{HouseholdId, MemberId};
 use claims_domain::ledger::Ledger;
+use claims_domain::pipeline;
 use claims_domain::rules::RulePack;
 use claims_rules::RhaiPack;
 use serde_json::Value;
@@ -70,8 +71,23 @@ pub fn run(args: &AdjudicateArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let mut counts: HashMap<&'static str, u64> = HashMap::new();
     let started = Instant::now();
 
-    for (index, line) in BufReader::new(input).lines().enumerate() {
-        let text = line.with_context(|| format!("reading line {} of {}", index + 1, args.claims.display()))?;
+    for (index, line) in BufReader::new(input).split(b'\n').enumerate() {
+        let mut bytes = line.with_context(|| format!("reading line {} of {}", index + 1, args.claims.display()))?;
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => {
+                // The worker dead-letters such a message and records nothing; here it gets the
+                // same reason as a rejected decision (one decision per input line), unaudited.
+                let decision = pipeline::rejected_message(&not_utf8(&error.utf8_error()), pack.settings());
+                *counts.entry(decision.outcome.name()).or_insert(0) += 1;
+                serde_json::to_writer(&mut out, &decision_to_json(&decision))?;
+                out.write_all(b"\n")?;
+                continue;
+            }
+        };
         let recorded = ledger.record(&text, &pack);
         *counts.entry(recorded.decision.outcome.name()).or_insert(0) += 1;
         let mut message = decision_to_json(&recorded.decision);

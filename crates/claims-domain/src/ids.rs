@@ -17,6 +17,11 @@ pub enum IdError {
     BadCharacter(char),
 }
 
+/// Whether `c` may appear in an id.
+pub fn is_id_character(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.:/".contains(c)
+}
+
 fn check_id(text: &str) -> Result<(), IdError> {
     if text.is_empty() {
         return Err(IdError::Empty);
@@ -24,7 +29,7 @@ fn check_id(text: &str) -> Result<(), IdError> {
     if text.chars().count() > 64 {
         return Err(IdError::TooLong);
     }
-    match text.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.:/".contains(*c))) {
+    match text.chars().find(|c| !is_id_character(*c)) {
         Some(bad) => Err(IdError::BadCharacter(bad)),
         None => Ok(()),
     }

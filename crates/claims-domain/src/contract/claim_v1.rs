@@ -32,7 +32,7 @@ pub fn parse_message(text: &str) -> Result<Message, Rejection> {
             MAX_MESSAGE_BYTES
         )));
     }
-    let value: Value = serde_json::from_str(text).map_err(|error| unreadable(format!("not valid JSON: {error}")))?;
+    let value = super::strict_json::from_str(text).map_err(|error| unreadable(format!("not valid JSON: {error}")))?;
     let Value::Object(object) = &value else {
         return Err(unreadable(format!("expected a JSON object, got {}", describe(&value))));
     };
@@ -60,6 +60,12 @@ pub fn parse_message(text: &str) -> Result<Message, Rejection> {
     parsed.map_err(|error| ids.reject(RejectionKind::Invalid, error.to_string()))
 }
 
+/// The rejection of bytes that are not UTF-8 text, so cannot be a JSON message at all: one text
+/// for the worker's dead letter and the embedded mode's decision.
+pub fn not_utf8(error: &std::str::Utf8Error) -> Rejection {
+    unreadable(format!("the message is not UTF-8 text (invalid byte at offset {})", error.valid_up_to()))
+}
+
 fn unreadable(text: String) -> Rejection {
     Rejection {
         claim_id: String::new(),
@@ -70,7 +76,10 @@ fn unreadable(text: String) -> Rejection {
     }
 }
 
-/// Ids read without validation, only to address the answer.
+/// Ids read without validation, only to address the answer. A character an id may not hold
+/// (a control character, a NUL PostgreSQL cannot store, a bidirectional override that would
+/// disguise a log line) is answered as `?`, and at most 64 characters are kept: the reason text
+/// names the offending character, escaped.
 struct Ids {
     claim_id: String,
     provider_id: String,
@@ -80,7 +89,9 @@ struct Ids {
 impl Ids {
     fn best_effort(object: &Map<String, Value>) -> Ids {
         let read = |name: &str| match object.get(name) {
-            Some(Value::String(text)) => text.chars().take(64).collect(),
+            Some(Value::String(text)) => {
+                text.chars().take(64).map(|c| if crate::ids::is_id_character(c) { c } else { '?' }).collect()
+            }
             _ => String::new(),
         };
         Ids { claim_id: read("claim_id"), provider_id: read("provider_id"), member_id: read("member_id") }
@@ -254,6 +265,16 @@ mod tests {
             "currency: unknown currency \"ZZZ\" (known: EUR, XOF, XAF, USD, GBP, CHF, MAD, TND)"
         );
         assert!(rejection_text(&with("claim_id", "\"C\u{202e}1\"")).starts_with("claim_id: contains"));
+    }
+
+    #[test]
+    fn a_rejection_answers_under_safe_ids_only() {
+        // A NUL cannot be stored by PostgreSQL, an RTL override disguises logs: both become `?`.
+        let rejection = parse_message(&with("claim_id", "\"C-\\u0000-\\u202e1\"")).unwrap_err();
+        assert_eq!(rejection.claim_id, "C-?-?1");
+        assert_eq!(rejection.reason.text, "claim_id: contains '\\0'; ids use ASCII letters, digits and - _ . : /");
+        let long = parse_message(&with("claim_id", &format!("\"{}\"", "C".repeat(1000)))).unwrap_err();
+        assert_eq!(long.claim_id, "C".repeat(64));
     }
 
     #[test]

@@ -8,8 +8,10 @@ mod decision_v1;
 mod fields;
 mod reader;
 mod registry_file;
+mod strict_json;
+mod submitter;
 
-pub use claim_v1::{MAX_AMOUNT, MAX_LINES, MAX_QUANTITY, parse_message};
+pub use claim_v1::{MAX_AMOUNT, MAX_LINES, MAX_MESSAGE_BYTES, MAX_QUANTITY, not_utf8, parse_message};
 pub use decision_v1::{decision_from_json, decision_to_json, with_audit};
 pub use fields::FieldError;
 pub use reader::Reader;
@@ -17,6 +19,7 @@ pub use registry_file::{
     RegistryError, check_registry_names, member_from_json, member_to_json, parse_registry, provider_from_json,
     provider_to_json, registry_to_json,
 };
+pub use submitter::{REFUSED_SUBMITTER_CODE, submitter_refusal};
 
 use crate::claim::{Cancellation, Claim};
 use crate::decision::Reason;
