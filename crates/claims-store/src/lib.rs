@@ -10,14 +10,16 @@
 //! Code map: `registry` (import, rule sources, the snapshot a batch reads), `decide` (the
 //! batch: `locks`, the in-memory `cache` of counters and history, `record` = the ledger's rules
 //! per message, `finish` = audit, bulk writes, outbox), `audit` (the chain in PostgreSQL),
-//! `outbox` (messages, relay), `queries` (reads), [`stored`] (jsonb forms). The schema and why
-//! it is so: `migrations/`; the regulator's read-only role `claims_regulator` (the audit log,
+//! `outbox` (messages, relay), `publications` (which rule pack version is in force, and who
+//! put it there: an append-only history), `queries` (reads), [`stored`] (jsonb forms). The
+//! schema and why it is so: `migrations/`; the regulator's read-only role `claims_regulator` (the audit log,
 //! its head, the decisions, the rule sources) and the audit head that only moves forward:
 //! `migrations/*_regulator.sql`.
 
 mod audit;
 mod decide;
 mod outbox;
+mod publications;
 mod queries;
 mod registry;
 pub mod stored;
@@ -52,6 +54,10 @@ pub struct Incoming {
     pub body: String,
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
+    /// The broker user that published it: the AMQP `user_id` property, which RabbitMQ checks
+    /// against the publishing connection's user. A claim or cancellation is decided only when
+    /// the registry lists this user among its provider's `submitters`; `None` is refused.
+    pub user_id: Option<String>,
 }
 
 /// Where an outgoing message goes; the worker maps these to its exchange names.
@@ -111,6 +117,7 @@ pub const MAX_CONNECTIONS: u32 = 8;
 const RETRY_BATCH: usize = 50;
 
 pub use outbox::PUBLISH_LEASE;
+pub use publications::{Publication, PublicationAction, PublicationError, Published};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -155,6 +162,18 @@ impl Store {
         Ok(MIGRATOR
             .iter()
             .filter(|migration| !applied_before.contains(&migration.version))
+            .map(|migration| format!("{} {}", migration.version, migration.description))
+            .collect())
+    }
+
+    /// The embedded migrations not yet applied, as `"<version> <description>"`: the worker's
+    /// check at start, since its role (`claims_worker`) may read the schema's version but not
+    /// change the schema. Migrations applied by a newer release are not a problem.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let applied = queries::applied_migrations(&self.pool).await?;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|migration| !applied.contains(&migration.version))
             .map(|migration| format!("{} {}", migration.version, migration.description))
             .collect())
     }
@@ -210,9 +229,16 @@ impl Store {
         // Through `decide`, so a retry takes the same locks and records exactly like a claim
         // arriving again; small transactions keep the locks short.
         for chunk in inputs.chunks(RETRY_BATCH) {
+            // The original submitter, as its audit entry recorded it: a retry is that
+            // provider's claim again, not the operator's.
             let messages: Vec<Incoming> = chunk
                 .iter()
-                .map(|body| Incoming { body: body.clone(), reply_to: None, correlation_id: None })
+                .map(|(body, user_id)| Incoming {
+                    body: body.clone(),
+                    reply_to: None,
+                    correlation_id: None,
+                    user_id: user_id.clone(),
+                })
                 .collect();
             for handled in decide::decide(&self.pool, &messages, pack).await? {
                 // A claim another worker re-decided meanwhile comes back as a repeat (no outbox

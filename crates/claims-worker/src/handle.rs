@@ -38,11 +38,13 @@ pub(crate) async fn decide_batch(
                 body: text.to_owned(),
                 reply_to: delivery.properties.reply_to().as_ref().map(ToString::to_string),
                 correlation_id: delivery.properties.correlation_id().as_ref().map(ToString::to_string),
+                // RabbitMQ closes the channel of a publisher that sets `user_id` to anyone but
+                // its own user, so this names who published: the store checks it against the
+                // provider's submitters.
+                user_id: delivery.properties.user_id().as_ref().map(ToString::to_string),
             }),
             Err(error) => {
-                *slot = Some(Handled::DeadLetter {
-                    reason: format!("the message is not UTF-8 text (invalid byte at offset {})", error.valid_up_to()),
-                });
+                *slot = Some(Handled::DeadLetter { reason: claims_domain::contract::not_utf8(&error).reason.text });
             }
         }
     }
@@ -86,7 +88,7 @@ pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: 
             Handled::DeadLetter { reason } => {
                 tracing::warn!(
                     message_id = delivery.properties.message_id().as_ref().map(ShortString::as_str),
-                    %reason,
+                    reason = %without_excerpts(reason),
                     "dead-lettering a message"
                 );
                 publisher
@@ -149,6 +151,37 @@ fn count(outcomes: &[&str], outcome: &str) -> usize {
     outcomes.iter().filter(|candidate| **candidate == outcome).count()
 }
 
+/// A dead-letter reason as logged: what it quotes of the message (a string, a number) becomes
+/// `…`. A poison message can be a whole claim sent as one JSON string, and the logs hold no
+/// health data; the full reason travels in the dead letter's `x-claims-error` header.
+fn without_excerpts(reason: &str) -> String {
+    let mut logged = String::with_capacity(reason.len());
+    let mut characters = reason.chars();
+    while let Some(character) = characters.next() {
+        logged.push(character);
+        if character == '"' {
+            // A quoted excerpt (Rust's `{:?}`, so an inner quote is escaped): skip to its end.
+            let mut escaped = false;
+            for quoted in characters.by_ref() {
+                match quoted {
+                    '"' if !escaped => break,
+                    '\\' if !escaped => escaped = true,
+                    _ => escaped = false,
+                }
+            }
+            logged.push_str("…\"");
+        }
+    }
+    match logged.split_once("the number ") {
+        Some((before, after)) => {
+            let rest =
+                after.trim_start_matches(|c: char| c.is_ascii_digit() || matches!(c, '-' | '.' | 'e' | 'E' | '+'));
+            format!("{before}the number …{rest}")
+        }
+        None => logged,
+    }
+}
+
 /// When the claim was sent: the `timestamp_in_ms` header (the convention of RabbitMQ's
 /// message-timestamp plugin, and what `claimctl submit` sets) or else the AMQP `timestamp`
 /// property, which has whole seconds only.
@@ -178,5 +211,27 @@ mod tests {
         let seconds_only = BasicProperties::default().with_timestamp(1_700_000_000);
         assert_eq!(sent_at(&seconds_only), UNIX_EPOCH.checked_add(Duration::from_secs(1_700_000_000)));
         assert_eq!(sent_at(&BasicProperties::default()), None);
+    }
+
+    #[test]
+    fn logged_dead_letter_reasons_quote_nothing_of_the_message() {
+        let cases = [
+            (
+                r#"expected a JSON object, got the string "{\"member_id\":\"M-1\",\"act\":\"G\"""#,
+                r#"expected a JSON object, got the string "…""#,
+            ),
+            (
+                r#"schema: unknown schema "G M-1" (expected claim/v1 or cancellation/v1)"#,
+                r#"schema: unknown schema "…" (expected claim/v1 or cancellation/v1)"#,
+            ),
+            ("schema: expected a string, got the number 4150", "schema: expected a string, got the number …"),
+            (
+                "not valid JSON: EOF while parsing a string at line 1 column 150",
+                "not valid JSON: EOF while parsing a string at line 1 column 150",
+            ),
+        ];
+        for (reason, logged) in cases {
+            assert_eq!(without_excerpts(reason), logged);
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! Reading order: [`topology`] (names and declarations), [`batch`] (micro-batching),
 //! `consume` (one broker session and its two overlapping stages), `handle` (one batch: decide,
 //! publish, ack), `decide` (database retries), [`publish`] (confirms), `relay` (the outbox of a
-//! crashed worker), [`metrics`], [`submit`] (the provider side, for `claimctl`).
+//! crashed worker), `reload` (the rule pack in force, swapped when a new one is published),
+//! [`metrics`], [`submit`] (the provider side, for `claimctl`).
 //!
 //! Failure policy, in one place:
 //! - **Acks** only after the store committed and the broker confirmed every message the batch
@@ -28,6 +29,7 @@ mod handle;
 pub mod metrics;
 pub mod publish;
 mod relay;
+mod reload;
 pub mod submit;
 pub mod topology;
 
@@ -38,7 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use claims_domain::rules::RulePack;
-use claims_rules::RhaiPack;
 use claims_store::{Store, StoreError};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -47,7 +48,7 @@ use tokio::sync::watch;
 pub use batch::BatchSettings;
 pub use metrics::Metrics;
 pub use publish::{ERROR_HEADER, publish_once};
-pub use topology::{Topology, declare_topology};
+pub use topology::{QueueType, Topology, declare_topology};
 
 #[derive(Debug, Error)]
 pub enum WorkerError {
@@ -75,6 +76,12 @@ pub enum WorkerError {
     TooLong(String),
     #[error("metrics address {address}: {source}")]
     Metrics { address: SocketAddr, source: std::io::Error },
+    #[error(
+        "the database schema lacks {} migration(s) ({}): run `claimctl db migrate` as the owner role",
+        .pending.len(),
+        .pending.join(", ")
+    )]
+    MigrationsPending { pending: Vec<String> },
 }
 
 /// What the worker needs to run. [`Config::new`] fills in the defaults.
@@ -95,6 +102,10 @@ pub struct Config {
     pub batch_wait: Duration,
     /// Where to serve `/metrics` and `/health`; `None` serves nothing.
     pub metrics_addr: Option<SocketAddr>,
+    /// How often to look for a newly published version of the rule pack (`reload`).
+    pub rules_poll: Duration,
+    /// The kind of the work queue: quorum in production (see [`QueueType`]).
+    pub submit_queue_type: QueueType,
 }
 
 impl Config {
@@ -108,6 +119,8 @@ impl Config {
             batch_size: 50,
             batch_wait: Duration::from_millis(5),
             metrics_addr: None,
+            rules_poll: Duration::from_secs(2),
+            submit_queue_type: QueueType::Quorum,
         }
     }
 
@@ -122,7 +135,8 @@ struct Shared {
     config: Config,
     topology: Topology,
     store: Store,
-    pack: RhaiPack,
+    /// Swapped whole by the reload task; each batch takes its own `Arc` of it.
+    pack: Arc<reload::ActivePack>,
     metrics: Arc<Metrics>,
 }
 
@@ -151,23 +165,35 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 }
 
 async fn start(config: Config, stop: watch::Receiver<bool>) -> Result<(), WorkerError> {
-    let pack = RhaiPack::load(&config.rules_dir)
-        .map_err(|error| WorkerError::Rules { dir: config.rules_dir.clone(), message: error.to_string() })?;
     let store = Store::connect(&config.database_url).await?;
-    let sources: Vec<(String, String)> =
-        pack.sources().iter().map(|file| (file.path.clone(), file.text.clone())).collect();
-    // Every decision names its pack version; the store keeps the sources under that hash so
-    // a replay runs the very scripts that decided.
-    store.save_rule_pack(&pack.settings().version.pack, pack.version(), &sources).await?;
+    // The worker does not migrate: its role (`claims_worker`) cannot change the schema, and a
+    // schema changed under running workers of an older release is the operator's call.
+    let pending = store.pending_migrations().await?;
+    if !pending.is_empty() {
+        return Err(WorkerError::MigrationsPending { pending });
+    }
+    // The pack's active publication if it has one, else the folder's.
+    let pack = reload::initial_pack(&store, &config.rules_dir).await?;
     tracing::info!(pack = %pack.settings().version.pack, version = %pack.version(), "rule pack loaded");
 
     let metrics = Arc::new(Metrics::default());
+    metrics.rules_in_use(&pack.settings().version.pack, pack.version());
+    let pack = Arc::new(reload::ActivePack::new(pack));
+    tokio::spawn(reload::poll(
+        store.clone(),
+        config.rules_dir.clone(),
+        Arc::clone(&pack),
+        Arc::clone(&metrics),
+        config.rules_poll,
+        stop.clone(),
+    ));
     if let Some(address) = config.metrics_addr {
         let listener = TcpListener::bind(address).await.map_err(|source| WorkerError::Metrics { address, source })?;
         tracing::info!(address = %listener.local_addr().unwrap_or(address), "serving /metrics and /health");
         tokio::spawn(metrics::serve(listener, Arc::clone(&metrics), stop.clone()));
     }
-    let shared = Shared { topology: Topology::with_prefix(&config.prefix), config, store, pack, metrics };
+    let topology = Topology::with_prefix(&config.prefix).with_submit_queue_type(config.submit_queue_type);
+    let shared = Shared { topology, config, store, pack, metrics };
     reconnecting(&shared, stop).await
 }
 
@@ -215,5 +241,7 @@ mod tests {
         assert_eq!((config.prefetch, config.batch_size, config.batch_wait), (256, 50, Duration::from_millis(5)));
         assert_eq!(config.prefix, "");
         assert_eq!(config.metrics_addr, None);
+        assert_eq!(config.rules_poll, Duration::from_secs(2));
+        assert_eq!(config.submit_queue_type, QueueType::Quorum);
     }
 }
