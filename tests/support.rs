@@ -50,3 +50,30 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `target/<profile>/claimctl`, next to the `deps` folder holding the running test, built first
+/// (a no-op when fresh) so that a test never runs a stale worker. Tests that run the real
+/// binary as a child process (kill -9, logs, bench, chaos) use it.
+pub fn claimctl_binary() -> PathBuf {
+    let test = std::env::current_exe().unwrap_or_else(|error| panic!("locating the test binary: {error}"));
+    let profile_dir = test.parent().and_then(Path::parent).unwrap_or_else(|| panic!("no target dir"));
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build.current_dir(repo()).args(["build", "--quiet", "-p", "claimctl"]);
+    match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            build.arg("--release");
+        }
+        Some(other) => {
+            build.args(["--profile", other]);
+        }
+    }
+    let binary = profile_dir.join("claimctl");
+    match build.status() {
+        Ok(status) if status.success() => {}
+        // No cargo here (a copied test binary): use what exists.
+        _ if binary.exists() => {}
+        outcome => panic!("building claimctl failed: {outcome:?}"),
+    }
+    binary
+}

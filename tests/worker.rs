@@ -19,22 +19,9 @@ use lapin::{Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use worker_support::{
-    Client, DEADLINE, Fixture, WorkerThread, claims_file, correlation, french_examples, json, message_id,
-    registry_file, rules_dir,
+    Client, DEADLINE, Fixture, WorkerThread, claims_file, correlation, decision_key, french_examples, json, message_id,
+    registry_file, rules_dir, without_audit,
 };
-
-/// `(provider_id, claim_id, is a reversal)`: one decision per key in the French examples.
-fn decision_key(decision: &Value) -> (String, String, bool) {
-    let text = |name: &str| decision.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-    (text("provider_id"), text("claim_id"), text("outcome") == "reversed")
-}
-
-fn without_audit(mut decision: Value) -> Value {
-    if let Some(object) = decision.as_object_mut() {
-        object.remove("audit");
-    }
-    decision
-}
 
 #[tokio::test]
 async fn the_french_examples_through_the_queue_decide_like_the_embedded_mode() {

@@ -10,37 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use claims_e2e::claimctl_binary;
+
 use claims_audit::{ChainHead, verify_next};
 use claims_domain::contract::{Message, parse_message};
 use serde_json::Value;
 use tokio::time::Instant;
 use worker_support::{Client, DEADLINE, Fixture, correlation, french_examples, json, message_id, rules_dir};
-
-/// `target/<profile>/claimctl`, next to the `deps` folder holding this test; built (a no-op
-/// when fresh) so that the test never runs a stale worker.
-fn claimctl_binary() -> PathBuf {
-    let test = std::env::current_exe().unwrap_or_else(|error| panic!("locating the test binary: {error}"));
-    let profile_dir = test.parent().and_then(|deps| deps.parent()).unwrap_or_else(|| panic!("no target dir"));
-    let mut build = Command::new(env!("CARGO"));
-    build.current_dir(claims_e2e::repo()).args(["build", "--quiet", "-p", "claimctl"]);
-    match profile_dir.file_name().and_then(|name| name.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            build.arg("--release");
-        }
-        Some(other) => {
-            build.args(["--profile", other]);
-        }
-    }
-    let binary = profile_dir.join("claimctl");
-    match build.status() {
-        Ok(status) if status.success() => {}
-        // No cargo here (a copied test binary): use what exists.
-        _ if binary.exists() => {}
-        outcome => panic!("building claimctl failed: {outcome:?}"),
-    }
-    binary
-}
 
 /// Answers per correlation id: `(message id, body)` in arrival order.
 type Replies = BTreeMap<String, Vec<(String, Vec<u8>)>>;
@@ -182,7 +158,12 @@ async fn a_claim_whose_rules_failed_is_retried_by_claimctl_once_the_pack_is_fixe
     let fixture = Fixture::new("retry").await;
     let broken = claims_rules::RhaiPack::load(broken_french_pack()).unwrap_or_else(|error| panic!("{error}"));
     let claim = r#"{"schema":"claim/v1","claim_id":"C-RETRY-1","provider_id":"P-GP-0001","member_id":"M-000001","submitted_on":"2025-11-06","currency":"EUR","third_party_payment":[],"lines":[{"line":1,"act":"G","service_date":"2025-11-05","quantity":1,"charged":3000,"attributes":{}}]}"#;
-    let incoming = claims_store::Incoming { body: claim.to_owned(), reply_to: None, correlation_id: None };
+    let incoming = claims_store::Incoming {
+        body: claim.to_owned(),
+        reply_to: None,
+        correlation_id: None,
+        user_id: Some("guest".to_owned()),
+    };
     let handled =
         fixture.store.decide(std::slice::from_ref(&incoming), &broken).await.unwrap_or_else(|error| panic!("{error}"));
     // As the worker would: the error decision is published, its outbox rows marked.

@@ -173,6 +173,8 @@ pub struct Client {
     pub channel: Channel,
     pub reply_queue: ShortString,
     replies: Consumer,
+    /// The broker user the connection logged in as: the `user_id` its messages carry.
+    pub user_id: String,
 }
 
 impl Client {
@@ -204,16 +206,21 @@ impl Client {
             )
             .await
             .unwrap_or_else(|error| panic!("consuming replies: {error}"));
-        Client { connection, channel, reply_queue: queue.name().clone(), replies }
+        let user_id = claims_worker::submit::amqp_user(&fixture.amqp_url)
+            .unwrap_or_else(|| panic!("AMQP_URL does not parse: {}", fixture.amqp_url));
+        Client { connection, channel, reply_queue: queue.name().clone(), replies, user_id }
     }
 
-    /// Publishes `body` (persistent, with a confirm) asking for the reply under `correlation_id`.
+    /// Publishes `body` (persistent, with a confirm) asking for the reply under `correlation_id`,
+    /// as the connection's own broker user ("guest", whom the example registry lets submit for
+    /// every provider).
     pub async fn publish(&self, topology: &Topology, body: &[u8], correlation_id: &str) {
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_reply_to(self.reply_queue.clone())
-            .with_correlation_id(correlation_id.into());
+            .with_correlation_id(correlation_id.into())
+            .with_user_id(self.user_id.as_str().into());
         let confirmation = self
             .channel
             .basic_publish(
@@ -265,4 +272,18 @@ pub fn correlation(delivery: &Delivery) -> String {
 /// The message id of a delivery, as text.
 pub fn message_id(delivery: &Delivery) -> String {
     delivery.properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// `(provider_id, claim_id, is a reversal)`: one decision per key in the French examples.
+pub fn decision_key(decision: &Value) -> (String, String, bool) {
+    let text = |name: &str| decision.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    (text("provider_id"), text("claim_id"), text("outcome") == "reversed")
+}
+
+/// A decision without its `audit` field: what the queue and the embedded mode must agree on.
+pub fn without_audit(mut decision: Value) -> Value {
+    if let Some(object) = decision.as_object_mut() {
+        object.remove("audit");
+    }
+    decision
 }
