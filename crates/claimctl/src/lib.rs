@@ -6,8 +6,12 @@
 
 mod adjudicate;
 mod audit_command;
+mod bench;
 mod database_command;
 mod rules_command;
+mod rules_diff;
+mod rules_impact;
+mod rules_publish;
 mod worker_command;
 
 use std::ffi::OsString;
@@ -47,6 +51,9 @@ enum Command {
     /// The regulator's tools: export, verify and replay the audit log.
     #[command(subcommand)]
     Audit(audit_command::AuditCommand),
+    /// Measure the worker against the real broker and database: throughput, latency, and the
+    /// relay ceiling (reads DATABASE_URL, AMQP_URL; creates and drops its own database).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs `claimctl` with `args` (the first is the program name), writing results to `out`.
@@ -69,6 +76,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, out: &mu
         Command::Registry(command) => database_command::run_registry(&command, out),
         Command::Claims(command) => database_command::run_claims(&command, out),
         Command::Audit(command) => audit_command::run(&command, out),
+        Command::Bench(args) => bench::run(&args, out),
     }
 }
 

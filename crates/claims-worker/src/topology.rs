@@ -29,6 +29,19 @@ pub struct Topology {
     pub submit_queue: String,
     /// Where dead-lettered messages rest until someone looks at them.
     pub dead_queue: String,
+    /// The kind of `submit_queue`: quorum in production; classic only to compare (`claimctl bench`).
+    pub submit_queue_type: QueueType,
+}
+
+/// The kind of the work queue. Quorum is the production choice: replicated, and the only kind
+/// with a delivery limit on RabbitMQ 3.x. Classic (version 2) has shorter confirm tails on a slow
+/// disk (stack.md 1.9) but no delivery limit, so a poison message that crashes the worker is
+/// redelivered forever; it exists to measure what the queue type costs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueType {
+    #[default]
+    Quorum,
+    Classic,
 }
 
 impl Default for Topology {
@@ -47,7 +60,13 @@ impl Topology {
             dead_letter_exchange: format!("{prefix}claims.dlx"),
             submit_queue: format!("{prefix}claims.submit"),
             dead_queue: format!("{prefix}claims.dead"),
+            submit_queue_type: QueueType::Quorum,
         }
+    }
+
+    /// The same names with a work queue of kind `queue_type`.
+    pub fn with_submit_queue_type(self, queue_type: QueueType) -> Topology {
+        Topology { submit_queue_type: queue_type, ..self }
     }
 
     /// The exchange and routing key an outgoing message is published with. A reply goes through
@@ -75,6 +94,15 @@ impl Topology {
 /// The arguments of the work queue (stack.md 1.4).
 pub fn submit_queue_arguments(topology: &Topology) -> FieldTable {
     let mut arguments = FieldTable::default();
+    if topology.submit_queue_type == QueueType::Classic {
+        arguments.insert("x-queue-type".into(), long_string("classic"));
+        // Version 2: the message store measured faster on this class of machine (stack.md 1.9).
+        arguments.insert("x-queue-version".into(), AMQPValue::LongLongInt(2));
+        // Classic queues have no delivery limit and dead-letter at most once on RabbitMQ 3.x.
+        arguments.insert("x-dead-letter-exchange".into(), long_string(&topology.dead_letter_exchange));
+        arguments.insert("x-overflow".into(), long_string("reject-publish"));
+        return arguments;
+    }
     // Replicated, fsynced before the publisher's confirm, and the only queue type with a
     // delivery limit on RabbitMQ 3.x.
     arguments.insert("x-queue-type".into(), long_string("quorum"));
@@ -208,6 +236,19 @@ mod tests {
         assert_eq!(text(&arguments, "x-dead-letter-strategy").as_deref(), Some("at-least-once"));
         assert_eq!(text(&arguments, "x-overflow").as_deref(), Some("reject-publish"));
         assert_eq!(text(&dead_queue_arguments(), "x-queue-type").as_deref(), Some("quorum"));
+    }
+
+    #[test]
+    fn a_classic_work_queue_drops_only_the_quorum_only_arguments() {
+        let topology = Topology::with_prefix("p.").with_submit_queue_type(QueueType::Classic);
+        let arguments = submit_queue_arguments(&topology);
+        assert_eq!(text(&arguments, "x-queue-type").as_deref(), Some("classic"));
+        assert_eq!(arguments.inner().get("x-queue-version"), Some(&AMQPValue::LongLongInt(2)));
+        assert_eq!(text(&arguments, "x-dead-letter-exchange").as_deref(), Some("p.claims.dlx"));
+        assert_eq!(text(&arguments, "x-overflow").as_deref(), Some("reject-publish"));
+        assert_eq!(arguments.inner().get("x-delivery-limit"), None);
+        assert_eq!(arguments.inner().get("x-dead-letter-strategy"), None);
+        assert_eq!(Topology::default().submit_queue_type, QueueType::Quorum);
     }
 
     #[test]

@@ -1,0 +1,166 @@
+//! The relay ceiling: a consumer with the worker's delivery guarantees and nothing else.
+//! Micro-batches as the worker's (same size, same wait, same prefetch), one reply per claim
+//! published persistent with a confirm, one `multiple` ack per batch once every confirm is in;
+//! confirms of batch N are awaited while batch N+1 is collected and published, as the worker
+//! overlaps its stages. No database, no rules, no decision, payment or dead-letter messages.
+//!
+//! It runs on a runtime (and threads) of its own, so the load generator's runtime does not
+//! schedule it; its CPU time is counted with the bench process's.
+
+use anyhow::{Context, bail};
+use claims_worker::Topology;
+use claims_worker::batch::{self, BatchEnd, BatchSettings, Collected};
+use claims_worker::publish::{CONFIRM_TIMEOUT, Pending};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use tokio::sync::{mpsc, watch};
+
+pub struct Relay {
+    stop: watch::Sender<bool>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Relay {
+    /// Starts consuming `topology`'s work queue; returns once the consumer is registered.
+    pub fn start(
+        amqp_url: &str,
+        topology: &Topology,
+        prefetch: u16,
+        settings: BatchSettings,
+        reply_bytes: usize,
+    ) -> anyhow::Result<Relay> {
+        let (stop, stopped) = watch::channel(false);
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let amqp_url = amqp_url.to_owned();
+        let queue = topology.submit_queue.clone();
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the relay's runtime")?;
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(relay(&amqp_url, &queue, prefetch, settings, reply_bytes, ready, stopped))
+        });
+        match is_ready.recv() {
+            Ok(()) => Ok(Relay { stop, thread }),
+            // The thread ended before it was ready: its error says why.
+            Err(_) => match thread.join() {
+                Ok(Err(error)) => Err(error.context("starting the relay")),
+                _ => bail!("the relay stopped before consuming"),
+            },
+        }
+    }
+
+    /// Stops consuming once the batch in hand is acknowledged.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(_) => bail!("the relay thread panicked"),
+        }
+    }
+}
+
+async fn relay(
+    amqp_url: &str,
+    queue: &str,
+    prefetch: u16,
+    settings: BatchSettings,
+    reply_bytes: usize,
+    ready: std::sync::mpsc::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let connect =
+        |name: &str| Connection::connect(amqp_url, ConnectionProperties::default().with_connection_name(name.into()));
+    let consume_connection = connect("claimctl bench relay consume").await?;
+    let publish_connection = connect("claimctl bench relay publish").await?;
+    let channel = consume_connection.create_channel().await?;
+    channel.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
+    let publisher = publish_connection.create_channel().await?;
+    publisher.confirm_select(ConfirmSelectOptions { nowait: false }).await?;
+    let mut consumer = channel
+        .basic_consume(
+            ShortString::from(queue),
+            ShortString::default(),
+            BasicConsumeOptions { no_local: false, no_ack: false, exclusive: false, nowait: false },
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = ready.send(());
+    let body = reply_body(reply_bytes);
+
+    let (to_ack, mut acking) = mpsc::channel::<(Pending, Delivery)>(1);
+    // Owns the sender: when it ends, the acking stage drains what is left and ends too.
+    let collect_and_publish = async move {
+        loop {
+            let Collected { items, end } = batch::collect(&mut consumer, settings, &mut stop).await;
+            if let Some(BatchEnd::Failed(error)) = end {
+                return Err(anyhow::Error::from(error).context("consuming claims"));
+            }
+            let mut pending = Pending::default();
+            for delivery in &items {
+                let Some(reply_to) = delivery.properties.reply_to().clone() else { continue };
+                let mut properties = BasicProperties::default().with_delivery_mode(2);
+                if let Some(correlation) = delivery.properties.correlation_id() {
+                    properties = properties.with_correlation_id(correlation.clone());
+                }
+                let confirm = publisher
+                    .basic_publish(
+                        ShortString::default(),
+                        reply_to,
+                        BasicPublishOptions { mandatory: false, immediate: false },
+                        &body,
+                        properties,
+                    )
+                    .await?;
+                pending.push(String::new(), confirm);
+            }
+            if let Some(last) = items.into_iter().last()
+                && to_ack.send((pending, last)).await.is_err()
+            {
+                return Ok(());
+            }
+            if end.is_some() {
+                return Ok(());
+            }
+        }
+    };
+    let confirm_and_ack = async {
+        while let Some((pending, last)) = acking.recv().await {
+            pending.confirmed(CONFIRM_TIMEOUT).await?;
+            last.acker.ack(BasicAckOptions { multiple: true }).await?;
+        }
+        anyhow::Ok(())
+    };
+    let (published, acked) = tokio::join!(collect_and_publish, confirm_and_ack);
+    published?;
+    acked?;
+    for connection in [&consume_connection, &publish_connection] {
+        let _ = connection.close(200, "relay done".into()).await;
+    }
+    Ok(())
+}
+
+/// A JSON body of exactly `bytes` bytes (at least the braces and key), standing in for a decision.
+fn reply_body(bytes: usize) -> Vec<u8> {
+    let frame = r#"{"pad":""}"#;
+    let mut body = String::with_capacity(bytes.max(frame.len()));
+    body.push_str(r#"{"pad":""#);
+    body.extend(std::iter::repeat_n('x', bytes.saturating_sub(frame.len())));
+    body.push_str(r#""}"#);
+    body.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reply_has_the_size_asked_for() {
+        assert_eq!(reply_body(1500).len(), 1500);
+        assert_eq!(reply_body(0), br#"{"pad":""}"#);
+        let parsed: serde_json::Value = serde_json::from_slice(&reply_body(40)).unwrap_or_default();
+        assert_eq!(parsed["pad"].as_str().map(str::len), Some(30));
+    }
+}

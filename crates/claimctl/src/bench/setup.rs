@@ -1,0 +1,227 @@
+//! What a bench run stands on: generated claims, its own database, its own broker names, and
+//! the worker as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use claims_domain::contract::parse_registry;
+use claims_domain::rules::RulePack;
+use claims_rules::RhaiPack;
+use claims_store::Store;
+use claims_worker::Topology;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+use serde_json::Value;
+use sqlx::migrate::MigrateDatabase;
+
+use crate::bench::{BenchArgs, queue_type_name};
+
+/// `count` messages from the generator, each claim id prefixed by `tag` (cancellations name
+/// the claim they cancel by the same field): every run of a bench decides new claims, never
+/// replays of an earlier run's.
+pub fn generate_claims(generator: &Path, count: usize, seed: u64, tag: &str) -> anyhow::Result<Vec<String>> {
+    let output = run_generator(generator, &["--count", &count.to_string(), "--seed", &seed.to_string()])?;
+    output
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(index, line)| {
+            let mut message: Value = serde_json::from_str(line)
+                .with_context(|| format!("{} line {}: not JSON", generator.display(), index + 1))?;
+            let Some(Value::String(claim_id)) = message.get_mut("claim_id") else {
+                bail!("{} line {}: no claim_id", generator.display(), index + 1);
+            };
+            claim_id.insert_str(0, tag);
+            Ok(message.to_string())
+        })
+        .collect()
+}
+
+pub fn generate_registry(generator: &Path) -> anyhow::Result<String> {
+    run_generator(generator, &["--registry"])
+}
+
+fn run_generator(generator: &Path, arguments: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("python3")
+        .arg(generator)
+        .args(arguments)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running python3 {} (is python3 installed?)", generator.display()))?;
+    if !output.status.success() {
+        bail!("{} {} failed: {}", generator.display(), arguments.join(" "), output.status);
+    }
+    String::from_utf8(output.stdout)
+        .with_context(|| format!("{} printed something that is not UTF-8", generator.display()))
+}
+
+/// A database of the bench's own, on the server `DATABASE_URL` names.
+pub struct BenchDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl BenchDatabase {
+    /// Creates `claims_bench_<pid>`, migrates it and imports `registry` checked against the pack.
+    pub async fn create(server_url: &str, rules: &Path, registry: &str) -> anyhow::Result<BenchDatabase> {
+        let name = format!("claims_bench_{}", std::process::id());
+        let url = with_database(server_url, &name);
+        sqlx::Postgres::create_database(&url).await.with_context(|| format!("creating database {name}"))?;
+        let database = BenchDatabase { name, url };
+        let prepared = async {
+            let pack = RhaiPack::load(rules)
+                .map_err(|error| anyhow::anyhow!("{error}"))
+                .with_context(|| format!("loading rule pack {}", rules.display()))?;
+            let registry = parse_registry(registry).context("in the generated registry")?;
+            let store = Store::connect(&database.url).await.context("connecting to the bench database")?;
+            store.migrate().await.context("migrating the bench database")?;
+            store.import_registry(&registry, pack.settings()).await.context("importing the generated registry")?;
+            store.pool().close().await;
+            anyhow::Ok(())
+        }
+        .await;
+        match prepared {
+            Ok(()) => Ok(database),
+            Err(error) => {
+                let _ = database.drop().await;
+                Err(error)
+            }
+        }
+    }
+
+    pub async fn drop(self) -> anyhow::Result<()> {
+        sqlx::Postgres::force_drop_database(&self.url).await.with_context(|| format!("dropping database {}", self.name))
+    }
+}
+
+/// `url` with its database (the path) replaced by `name`, keeping any query string.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let authority = base.find("://").map_or(0, |index| index + 3);
+    let server = base[authority..].find('/').map_or(base, |slash| &base[..authority + slash]);
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// Deletes the run's queues and exchanges (best effort: a leftover only costs broker memory).
+pub async fn remove_topology(amqp_url: &str, topology: &Topology) {
+    let Ok(connection) = Connection::connect(amqp_url, ConnectionProperties::default()).await else { return };
+    if let Ok(channel) = connection.create_channel().await {
+        for queue in [&topology.submit_queue, &topology.dead_queue] {
+            let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for (exchange, _) in topology.exchanges() {
+            let _ = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
+        }
+    }
+    let _ = connection.close(200, "bench done".into()).await;
+}
+
+/// `claimctl worker` as a child process, killed if the bench ends without stopping it.
+pub struct WorkerProcess {
+    child: Option<Child>,
+}
+
+impl WorkerProcess {
+    /// Starts the worker and waits until it logs that it is consuming. Its warnings and errors
+    /// are passed on to standard error; its per-batch logs are read and dropped.
+    pub fn start(
+        binary: &Path,
+        args: &BenchArgs,
+        amqp_url: &str,
+        database_url: &str,
+        topology: &Topology,
+        timeout: Duration,
+    ) -> anyhow::Result<WorkerProcess> {
+        let prefix = topology.submit_queue.strip_suffix("claims.submit").unwrap_or_default();
+        let mut child = Command::new(binary)
+            .args(["worker", "--metrics", "127.0.0.1:0", "--prefix", prefix])
+            .args(["--queue-type", queue_type_name(args.queue_type)])
+            .args(["--batch-size", &args.batch_size.to_string(), "--prefetch", &args.prefetch.to_string()])
+            .arg("--rules")
+            .arg(&args.rules)
+            .env("DATABASE_URL", database_url)
+            .env("AMQP_URL", amqp_url)
+            // Production's level; also where the worker says it is consuming, which we wait for.
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} worker", binary.display()))?;
+        let Some(stderr) = child.stderr.take() else { bail!("the worker's standard error was not captured") };
+        let mut worker = WorkerProcess { child: Some(child) };
+        let (started, consuming) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut started = Some(started);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(r#""message":"consuming""#) {
+                    if let Some(started) = started.take() {
+                        let _ = started.send(Ok(()));
+                    }
+                } else if !line.contains(r#""level":"INFO""#) && !line.contains(r#""level":"DEBUG""#) {
+                    eprintln!("worker: {line}");
+                }
+            }
+            if let Some(started) = started {
+                let _ = started.send(Err(()));
+            }
+        });
+        match consuming.recv_timeout(timeout) {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(())) => {
+                let status = worker.child.take().map(|mut child| child.wait());
+                bail!("the worker exited before consuming ({status:?}); its errors are above")
+            }
+            Err(_) => bail!("the worker did not start consuming within {timeout:?}"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM (the worker finishes its batch and exits 0), then waits.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        if !sent.is_ok_and(|status| status.success()) {
+            let _ = child.kill();
+        }
+        let status = child.wait().context("waiting for the worker to exit")?;
+        if !status.success() {
+            bail!("the worker exited with {status} after SIGTERM");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_database_replaces_only_the_path() {
+        assert_eq!(with_database("postgres://u@h:5432/test", "b"), "postgres://u@h:5432/b");
+        assert_eq!(
+            with_database("postgres://u@h:5432/test?sslmode=disable", "b"),
+            "postgres://u@h:5432/b?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h:5432", "b"), "postgres://u@h:5432/b");
+    }
+}
