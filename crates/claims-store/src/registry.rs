@@ -60,15 +60,15 @@ pub(crate) async fn save_rule_pack(
 ) -> Result<(), StoreError> {
     let sources: Vec<Value> = sources.iter().map(|(path, text)| json!({"path": path, "text": text})).collect();
     // A version is a content hash: the same version always has the same sources, so a second
-    // save has nothing to add.
-    sqlx::query(
-        "INSERT INTO rule_sources (version, pack, sources) VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING",
-    )
-    .bind(version)
-    .bind(pack)
-    .bind(Value::Array(sources))
-    .execute(pool)
-    .await?;
+    // save has nothing to add. No conflict target: two workers starting together may collide on
+    // either unique index (the key, or `(version, pack)` that publications refer to), and a
+    // target names only one of them.
+    sqlx::query("INSERT INTO rule_sources (version, pack, sources) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(version)
+        .bind(pack)
+        .bind(Value::Array(sources))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
