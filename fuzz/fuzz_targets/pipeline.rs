@@ -231,7 +231,12 @@ fn check(decision: &Decision, claim: Option<&Claim>) {
     }
     for scheme in Scheme::ALL {
         let paid: i64 = decision.payments.iter().filter(|p| p.scheme == scheme).map(|p| p.amount.minor_units()).sum();
-        assert!(decision.payments.iter().all(|p| p.amount.minor_units() * sign > 0), "a zero or wrong-signed payment");
+        assert!(
+            decision.payments.iter().all(|p| p.amount.minor_units() * sign > 0),
+            "a zero or wrong-signed payment in {:?}: {:?}",
+            decision.outcome,
+            decision.payments
+        );
         let recovery = |kind: RecoveryKind| -> i64 {
             decision.recoveries.iter().filter(|r| r.scheme == scheme && r.kind == kind).map(|r| r.amount.minor_units()).sum()
         };
