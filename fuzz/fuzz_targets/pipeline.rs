@@ -15,7 +15,7 @@ use claims_domain::attributes::{AttributeValue, Attributes};
 use claims_domain::claim::{Cancellation, Claim, ClaimLine, Scheme};
 use claims_domain::contract::{MAX_AMOUNT, MAX_QUANTITY, decision_to_json, parse_registry};
 use claims_domain::date::Date;
-use claims_domain::decision::{Decision, Outcome, RecoveryKind};
+use claims_domain::decision::{Decision, Outcome, Payee, RecoveryKind};
 use claims_domain::ids::{ActCode, ClaimId, MemberId, ProviderId};
 use claims_domain::ledger::Ledger;
 use claims_domain::money::{Amount, Currency};
@@ -230,18 +230,29 @@ fn check(decision: &Decision, claim: Option<&Claim>) {
         *line_paid.entry(Scheme::Supplementary).or_insert(0) += supplementary;
     }
     for scheme in Scheme::ALL {
-        let paid: i64 = decision.payments.iter().filter(|p| p.scheme == scheme).map(|p| p.amount.minor_units()).sum();
+        let of_scheme = || decision.payments.iter().filter(|p| p.scheme == scheme);
+        // A reversal pays the member back a debt of the cancelled claim that a later
+        // reimbursement already recovered (pipeline/reversal.rs): its one positive payment.
+        let paid_back: i64 = of_scheme()
+            .filter(|p| sign == -1 && p.payee == Payee::Member && p.amount.minor_units() > 0)
+            .map(|p| p.amount.minor_units())
+            .sum();
         assert!(
-            decision.payments.iter().all(|p| p.amount.minor_units() * sign > 0),
+            of_scheme().all(|p| p.amount.minor_units() * sign > 0
+                || (sign == -1 && p.payee == Payee::Member && p.amount.minor_units() > 0)),
             "a zero or wrong-signed payment in {:?}: {:?}",
             decision.outcome,
             decision.payments
         );
+        let paid: i64 = of_scheme().map(|p| p.amount.minor_units()).sum();
         let recovery = |kind: RecoveryKind| -> i64 {
             decision.recoveries.iter().filter(|r| r.scheme == scheme && r.kind == kind).map(|r| r.amount.minor_units()).sum()
         };
         let expected = line_paid.get(&scheme).copied().unwrap_or(0) + recovery(RecoveryKind::Debt) - recovery(RecoveryKind::Recovered);
-        assert_eq!(paid, expected, "{}: payments do not match the lines", scheme.name());
+        assert_eq!(paid - paid_back, expected, "{}: payments do not match the lines", scheme.name());
+        if sign == -1 {
+            assert!(paid_back <= -recovery(RecoveryKind::Debt), "{}: paid back more than the debt cancelled", scheme.name());
+        }
     }
     if matches!(decision.outcome, Outcome::Error | Outcome::Rejected) {
         assert!(decision.payments.is_empty(), "{:?} with payments", decision.outcome);
