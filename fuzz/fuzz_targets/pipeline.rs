@@ -38,16 +38,33 @@ static LEDGER: LazyLock<Ledger> = LazyLock::new(|| {
 const MEMBERS: [&str; 9] =
     ["M-000001", "M-000002", "M-000005", "M-000010", "M-000017", "M-000023", "M-000031", "M-000037", "M-UNKNOWN"];
 const PROVIDERS: [&str; 12] = [
-    "P-GP-0001", "P-GP-0005", "P-SPE-0001", "P-SPE-0004", "P-PHA-0001", "P-NUR-0001", "P-DEN-0001", "P-OPT-0001",
-    "P-HOS-0001", "P-TRP-0001", "P-PHY-0001", "P-UNKNOWN",
+    "P-GP-0001",
+    "P-GP-0005",
+    "P-SPE-0001",
+    "P-SPE-0004",
+    "P-PHA-0001",
+    "P-NUR-0001",
+    "P-DEN-0001",
+    "P-OPT-0001",
+    "P-HOS-0001",
+    "P-TRP-0001",
+    "P-PHY-0001",
+    "P-UNKNOWN",
 ];
 const ACTS: [&str; 18] = [
-    "G", "GX", "CS", "AMB", "AMI", "AMK", "FJ", "FRAME", "GHS", "HBJD001", "HBLD634", "LENS", "PH1", "PH2", "PH4", "PH7",
-    "VSL", "ZZZ",
+    "G", "GX", "CS", "AMB", "AMI", "AMK", "FJ", "FRAME", "GHS", "HBJD001", "HBLD634", "LENS", "PH1", "PH2", "PH4",
+    "PH7", "VSL", "ZZZ",
 ];
 const KEYS: [&str; 9] = [
-    "care_pathway", "no_cost_basket", "condition_related", "end_date", "optical_class", "optical_item", "maternity",
-    "heavy_act", "unknown_key",
+    "care_pathway",
+    "no_cost_basket",
+    "condition_related",
+    "end_date",
+    "optical_class",
+    "optical_item",
+    "maternity",
+    "heavy_act",
+    "unknown_key",
 ];
 const TEXTS: [&str; 8] = ["in", "out", "A", "B", "frame", "lens", "2024-03-22", ""];
 
@@ -118,7 +135,8 @@ fn build(input: &ClaimInput, index: usize) -> Claim {
                 Charged::Any(value) => i64::try_from(value % (MAX_AMOUNT as u64 + 1)).unwrap_or(MAX_AMOUNT),
                 Charged::Maximum => MAX_AMOUNT,
             };
-            let quantity = if line.quantity < 60_000 { 1 + line.quantity % 4 } else { 1 + line.quantity % MAX_QUANTITY as u16 };
+            let quantity =
+                if line.quantity < 60_000 { 1 + line.quantity % 4 } else { 1 + line.quantity % MAX_QUANTITY as u16 };
             let attributes: Attributes = line
                 .attributes
                 .iter()
@@ -209,19 +227,37 @@ fn check(decision: &Decision, claim: Option<&Claim>) {
         let compulsory = line.compulsory_paid().minor_units();
         let supplementary = line.supplementary_paid().minor_units();
         let member = line.member_share.minor_units();
-        assert_eq!(compulsory + supplementary + member, line.charged.minor_units(), "line {} does not add up", line.line);
+        assert_eq!(
+            compulsory + supplementary + member,
+            line.charged.minor_units(),
+            "line {} does not add up",
+            line.line
+        );
         for amount in [compulsory, supplementary, member, line.charged.minor_units(), line.eligible.minor_units()] {
-            assert!(amount * sign >= 0, "line {}: amount {amount} has the wrong sign in {:?}", line.line, decision.outcome);
+            assert!(
+                amount * sign >= 0,
+                "line {}: amount {amount} has the wrong sign in {:?}",
+                line.line,
+                decision.outcome
+            );
         }
         if let Some(part) = &line.compulsory {
             let deductions: i64 = part.deductions.iter().map(|deduction| deduction.amount.minor_units()).sum();
             assert!(part.deductions.iter().all(|deduction| deduction.amount.minor_units() * sign > 0));
-            assert_eq!(part.paid.minor_units(), part.gross.minor_units() - deductions + part.ceiling_refund.minor_units());
+            assert_eq!(
+                part.paid.minor_units(),
+                part.gross.minor_units() - deductions + part.ceiling_refund.minor_units()
+            );
             assert!(part.gross.minor_units() * sign >= 0 && part.ceiling_refund.minor_units() * sign >= 0);
         }
         if sign == 1 {
-            let cover = line.compulsory.as_ref().map_or(0, |part| part.gross.minor_units() + part.ceiling_refund.minor_units());
-            assert!(supplementary <= (line.charged.minor_units() - cover).max(0), "line {}: indemnity principle", line.line);
+            let cover =
+                line.compulsory.as_ref().map_or(0, |part| part.gross.minor_units() + part.ceiling_refund.minor_units());
+            assert!(
+                supplementary <= (line.charged.minor_units() - cover).max(0),
+                "line {}: indemnity principle",
+                line.line
+            );
         }
         if line.denied {
             assert_eq!((compulsory, supplementary), (0, 0), "a denied line paid");
@@ -246,12 +282,22 @@ fn check(decision: &Decision, claim: Option<&Claim>) {
         );
         let paid: i64 = of_scheme().map(|p| p.amount.minor_units()).sum();
         let recovery = |kind: RecoveryKind| -> i64 {
-            decision.recoveries.iter().filter(|r| r.scheme == scheme && r.kind == kind).map(|r| r.amount.minor_units()).sum()
+            decision
+                .recoveries
+                .iter()
+                .filter(|r| r.scheme == scheme && r.kind == kind)
+                .map(|r| r.amount.minor_units())
+                .sum()
         };
-        let expected = line_paid.get(&scheme).copied().unwrap_or(0) + recovery(RecoveryKind::Debt) - recovery(RecoveryKind::Recovered);
+        let expected = line_paid.get(&scheme).copied().unwrap_or(0) + recovery(RecoveryKind::Debt)
+            - recovery(RecoveryKind::Recovered);
         assert_eq!(paid - paid_back, expected, "{}: payments do not match the lines", scheme.name());
         if sign == -1 {
-            assert!(paid_back <= -recovery(RecoveryKind::Debt), "{}: paid back more than the debt cancelled", scheme.name());
+            assert!(
+                paid_back <= -recovery(RecoveryKind::Debt),
+                "{}: paid back more than the debt cancelled",
+                scheme.name()
+            );
         }
     }
     if matches!(decision.outcome, Outcome::Error | Outcome::Rejected) {
