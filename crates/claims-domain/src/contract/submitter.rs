@@ -9,7 +9,8 @@
 //! there is nothing to check, and it does not call this.
 
 use super::Message;
-use crate::decision::{Decision, Outcome, Reason, ReasonGroup};
+use crate::decision::{Decision, Reason, ReasonGroup};
+use crate::pipeline::rejected_without_lines;
 use crate::registry::Provider;
 use crate::rules::PackSettings;
 
@@ -52,20 +53,8 @@ pub fn submitter_refusal(
              {provider_id:?}"
         ),
     };
-    Some(Decision {
-        claim_id: claim_id.to_owned(),
-        provider_id: provider_id.to_owned(),
-        member_id: member_id.to_owned(),
-        outcome: Outcome::Rejected,
-        currency: None,
-        lines: Vec::new(),
-        payments: Vec::new(),
-        recoveries: Vec::new(),
-        reasons: vec![Reason::new(ReasonGroup::Co, REFUSED_SUBMITTER_CODE, text)],
-        rules: Some(settings.version.clone()),
-        reverses,
-        error: None,
-    })
+    let reason = Reason::new(ReasonGroup::Co, REFUSED_SUBMITTER_CODE, text);
+    Some(rejected_without_lines((provider_id, claim_id, member_id), settings, reason, reverses))
 }
 
 #[cfg(test)]
@@ -75,6 +64,7 @@ mod tests {
     use super::*;
     use crate::contract::parse_message;
     use crate::date::{Date, Period};
+    use crate::decision::Outcome;
     use crate::decision::RulesVersion;
     use crate::ids::ProviderId;
     use crate::money::{Currency, Rounding};

@@ -216,20 +216,8 @@ pub fn rejected_claim(claim: &Claim, settings: &PackSettings, reason: Reason) ->
 
 /// The answer to a message that is not a valid claim or cancellation.
 pub fn rejected_message(rejection: &Rejection, settings: &PackSettings) -> Decision {
-    Decision {
-        claim_id: rejection.claim_id.clone(),
-        provider_id: rejection.provider_id.clone(),
-        member_id: rejection.member_id.clone(),
-        outcome: Outcome::Rejected,
-        currency: None,
-        lines: Vec::new(),
-        payments: Vec::new(),
-        recoveries: Vec::new(),
-        reasons: vec![rejection.reason.clone()],
-        rules: Some(settings.version.clone()),
-        reverses: None,
-        error: None,
-    }
+    let ids = (rejection.provider_id.as_str(), rejection.claim_id.as_str(), rejection.member_id.as_str());
+    rejected_without_lines(ids, settings, rejection.reason.clone(), None)
 }
 
 /// A cancellation that cannot be honoured (unknown claim, nothing paid to reverse).
@@ -240,6 +228,19 @@ pub fn rejected_cancellation(
     settings: &PackSettings,
     text: String,
 ) -> Decision {
+    let reason = Reason::new(ReasonGroup::Co, "16", text);
+    rejected_without_lines((provider_id, claim_id, member_id), settings, reason, Some(claim_id.to_owned()))
+}
+
+/// A rejection decided before any line was looked at: `(provider_id, claim_id, member_id)`,
+/// one claim-level reason, no lines, payments or currency; `reverses` names the claim a refused
+/// cancellation was about.
+pub fn rejected_without_lines(
+    (provider_id, claim_id, member_id): (&str, &str, &str),
+    settings: &PackSettings,
+    reason: Reason,
+    reverses: Option<String>,
+) -> Decision {
     Decision {
         claim_id: claim_id.to_owned(),
         provider_id: provider_id.to_owned(),
@@ -249,9 +250,9 @@ pub fn rejected_cancellation(
         lines: Vec::new(),
         payments: Vec::new(),
         recoveries: Vec::new(),
-        reasons: vec![Reason::new(ReasonGroup::Co, "16", text)],
+        reasons: vec![reason],
         rules: Some(settings.version.clone()),
-        reverses: Some(claim_id.to_owned()),
+        reverses,
         error: None,
     }
 }
