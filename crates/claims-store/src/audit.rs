@@ -29,6 +29,8 @@ pub(crate) struct Placed {
     pub sequence: u64,
     pub hash: String,
     pub body: Value,
+    /// `body` as published and stored, serialized once for the outbox rows and the claim row.
+    pub text: String,
     pub message_id: String,
 }
 
@@ -68,10 +70,12 @@ pub(crate) async fn append_all(
         sequences.push(to_column(sequence)?);
         entries.push(entry.to_string());
         hashes.push(head.previous_hash.clone());
+        let body = with_audit(decision, sequence, &head.previous_hash);
         placed.push(Placed {
             sequence,
             hash: head.previous_hash.clone(),
-            body: with_audit(decision, sequence, &head.previous_hash),
+            text: body.to_string(),
+            body,
             message_id: decision_message_id(sequence),
         });
     }

@@ -80,6 +80,18 @@ fn resolve<'a>(decision: &'a DecisionRef, placed: &'a [Placed]) -> Result<(&'a V
     }
 }
 
+/// The decision/v1 text and message id a reference stands for: a new decision's is the text
+/// already serialized for its outbox rows.
+fn resolve_text<'a>(decision: &'a DecisionRef, placed: &'a [Placed]) -> Result<(String, &'a str), StoreError> {
+    match decision {
+        DecisionRef::Stored { body, message_id } => Ok((body.to_string(), message_id)),
+        DecisionRef::Pending(index) => placed
+            .get(*index)
+            .map(|placed| (placed.text.clone(), placed.message_id.as_str()))
+            .ok_or_else(|| StoreError::Corrupt(format!("batch record {index} was not placed"))),
+    }
+}
+
 async fn write_counters(connection: &mut PgConnection, batch: &Batch) -> Result<(), StoreError> {
     let (mut kinds, mut ids, mut counters, mut periods, mut values) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -151,20 +163,20 @@ async fn write_history(connection: &mut PgConnection, batch: &Batch) -> Result<(
 async fn write_claims(connection: &mut PgConnection, batch: &Batch, placed: &[Placed]) -> Result<(), StoreError> {
     let mut columns = ClaimColumns::default();
     for ((provider_id, claim_id), row) in batch.claims.iter().filter(|(_, row)| row.changed) {
-        let (decision, message_id) = resolve(&row.decision, placed)?;
-        let reversal = row.reversal.as_ref().map(|reversal| resolve(reversal, placed)).transpose()?;
+        let (decision, message_id) = resolve_text(&row.decision, placed)?;
+        let reversal = row.reversal.as_ref().map(|reversal| resolve_text(reversal, placed)).transpose()?;
         columns.provider_ids.push(provider_id.clone());
         columns.claim_ids.push(claim_id.clone());
         columns.member_ids.push(row.member_id.clone());
         columns.household_ids.push(row.household_id.clone());
         columns.inputs.push(row.input.clone());
         columns.outcomes.push(row.outcome.name().to_owned());
-        columns.decisions.push(decision.clone());
+        columns.decisions.push(decision);
         columns.message_ids.push(message_id.to_owned());
         columns.moves.push(moves_to_json(&row.moves));
         columns.fingerprints.push(fingerprints_to_json(&row.fingerprints));
-        columns.reversals.push(reversal.map(|(body, _)| body.clone()));
-        columns.reversal_message_ids.push(reversal.map(|(_, message_id)| message_id.to_owned()));
+        columns.reversal_message_ids.push(reversal.as_ref().map(|(_, message_id)| (*message_id).to_owned()));
+        columns.reversals.push(reversal.map(|(body, _)| body));
     }
     if columns.provider_ids.is_empty() {
         return Ok(());
@@ -173,7 +185,8 @@ async fn write_claims(connection: &mut PgConnection, batch: &Batch, placed: &[Pl
         "INSERT INTO claims (provider_id, claim_id, member_id, household_id, input, outcome, decision, message_id,
                              moves, fingerprints, reversal, reversal_message_id, updated_at)
          SELECT *, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                     $7::jsonb[], $8::text[], $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::text[])
+                                     $7::text[]::jsonb[], $8::text[], $9::jsonb[], $10::jsonb[],
+                                     $11::text[]::jsonb[], $12::text[])
          ON CONFLICT (provider_id, claim_id) DO UPDATE SET
              member_id = excluded.member_id, household_id = excluded.household_id, input = excluded.input,
              outcome = excluded.outcome, decision = excluded.decision, message_id = excluded.message_id,
@@ -203,9 +216,9 @@ async fn write_rejected(connection: &mut PgConnection, batch: &Batch, placed: &[
     let (mut keys, mut decisions, mut message_ids) = (Vec::new(), Vec::new(), Vec::new());
     for (key, index) in &batch.new_rejected {
         let pending = DecisionRef::Pending(*index);
-        let (body, message_id) = resolve(&pending, placed)?;
+        let (body, message_id) = resolve_text(&pending, placed)?;
         keys.push(key.clone());
-        decisions.push(body.clone());
+        decisions.push(body);
         message_ids.push(message_id.to_owned());
     }
     if keys.is_empty() {
@@ -213,7 +226,7 @@ async fn write_rejected(connection: &mut PgConnection, batch: &Batch, placed: &[
     }
     sqlx::query(
         "INSERT INTO rejected_messages (body_sha256, decision, message_id)
-         SELECT * FROM unnest($1::text[], $2::jsonb[], $3::text[])",
+         SELECT * FROM unnest($1::text[], $2::text[]::jsonb[], $3::text[])",
     )
     .bind(&keys)
     .bind(&decisions)
@@ -232,10 +245,11 @@ struct ClaimColumns {
     household_ids: Vec<Option<String>>,
     inputs: Vec<String>,
     outcomes: Vec<String>,
-    decisions: Vec<Value>,
+    /// decision/v1 as text (`Placed::text`): cast to `jsonb` by the server, not serialized again.
+    decisions: Vec<String>,
     message_ids: Vec<String>,
     moves: Vec<Value>,
     fingerprints: Vec<Value>,
-    reversals: Vec<Option<Value>>,
+    reversals: Vec<Option<String>>,
     reversal_message_ids: Vec<Option<String>>,
 }
