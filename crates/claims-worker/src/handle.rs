@@ -11,7 +11,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, ShortString};
 use tokio::sync::watch;
 
-use crate::publish::{self, CONFIRM_TIMEOUT, Pending, Publisher};
+use crate::publish::{self, CONFIRM_TIMEOUT, Outgoing, Pending, Publisher};
 use crate::{Shared, WorkerError, decide};
 
 /// A batch the store has answered, on its way to being published and acknowledged.
@@ -70,7 +70,7 @@ pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: 
         return Ok(());
     };
 
-    let mut pending = Pending::default();
+    let mut outgoing = Vec::new();
     let mut outbox_ids = Vec::new();
     let mut outcomes = Vec::new();
     let mut dead_letters = 0_usize;
@@ -78,7 +78,7 @@ pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: 
         match handled {
             Handled::Publish(messages) => {
                 for message in messages {
-                    publisher.publish(message, &mut pending).await?;
+                    outgoing.push(Outgoing::Message(message));
                     if message.destination == Destination::Decisions {
                         outcomes.push(message.routing_key.strip_prefix("decision.").unwrap_or(&message.routing_key));
                     }
@@ -91,19 +91,18 @@ pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: 
                     reason = %without_excerpts(reason),
                     "dead-lettering a message"
                 );
-                publisher
-                    .dead_letter(
-                        delivery.routing_key.as_str(),
-                        &delivery.properties,
-                        &delivery.data,
-                        reason,
-                        &mut pending,
-                    )
-                    .await?;
+                outgoing.push(Outgoing::DeadLetter {
+                    routing_key: delivery.routing_key.as_str(),
+                    original: &delivery.properties,
+                    body: &delivery.data,
+                    reason,
+                });
                 dead_letters += 1;
             }
         }
     }
+    let mut pending = Pending::default();
+    publisher.publish_all(&outgoing, &mut pending).await?;
     let published = pending.len();
     pending.confirmed(CONFIRM_TIMEOUT).await?;
 

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::WorkerError;
 use crate::batch::stopped;
-use crate::publish::{self, CONFIRM_TIMEOUT, Pending, Publisher};
+use crate::publish::{self, CONFIRM_TIMEOUT, Outgoing, Pending, Publisher};
 
 /// How often to look for forgotten rows.
 const INTERVAL: Duration = Duration::from_secs(2);
@@ -42,9 +42,8 @@ pub(crate) async fn run(
             continue;
         }
         let mut pending = Pending::default();
-        for row in &rows {
-            publisher.publish(row, &mut pending).await?;
-        }
+        let outgoing: Vec<Outgoing<'_>> = rows.iter().map(Outgoing::Message).collect();
+        publisher.publish_all(&outgoing, &mut pending).await?;
         pending.confirmed(CONFIRM_TIMEOUT).await?;
         if let Err(error) = store.mark_published(&publish::outbox_ids(&rows)).await {
             tracing::warn!(%error, rows = rows.len(), "outbox relay: published but cannot mark the rows");

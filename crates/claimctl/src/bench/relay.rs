@@ -10,7 +10,7 @@
 use anyhow::{Context, bail};
 use claims_worker::Topology;
 use claims_worker::batch::{self, BatchEnd, BatchSettings, Collected};
-use claims_worker::publish::{CONFIRM_TIMEOUT, Pending};
+use claims_worker::publish::{CONFIRM_TIMEOUT, Pending, send_in_order};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -98,23 +98,26 @@ async fn relay(
             if let Some(BatchEnd::Failed(error)) = end {
                 return Err(anyhow::Error::from(error).context("consuming claims"));
             }
-            let mut pending = Pending::default();
+            // Queued as the worker queues a batch (`send_in_order`), so that the ceiling stays the
+            // best a worker publishing this way could do.
+            let mut sends = Vec::with_capacity(items.len());
             for delivery in &items {
                 let Some(reply_to) = delivery.properties.reply_to().clone() else { continue };
                 let mut properties = BasicProperties::default().with_delivery_mode(2);
                 if let Some(correlation) = delivery.properties.correlation_id() {
                     properties = properties.with_correlation_id(correlation.clone());
                 }
-                let confirm = publisher
-                    .basic_publish(
-                        ShortString::default(),
-                        reply_to,
-                        BasicPublishOptions { mandatory: false, immediate: false },
-                        &body,
-                        properties,
-                    )
-                    .await?;
-                pending.push(String::new(), confirm);
+                sends.push(publisher.basic_publish(
+                    ShortString::default(),
+                    reply_to,
+                    BasicPublishOptions { mandatory: false, immediate: false },
+                    &body,
+                    properties,
+                ));
+            }
+            let mut pending = Pending::default();
+            for sent in send_in_order(sends).await {
+                pending.push(String::new(), sent?);
             }
             if let Some(last) = items.into_iter().last()
                 && to_ack.send((pending, last)).await.is_err()
