@@ -202,7 +202,22 @@ impl Store {
 
     /// Decides a micro-batch in one transaction. Returns one [`Handled`] per message, in order.
     pub async fn decide(&self, messages: &[Incoming], pack: &dyn RulePack) -> Result<Vec<Handled>, StoreError> {
-        decide::decide(&self.pool, messages, pack).await
+        decide::decide(&self.pool, messages, pack, &mut || {}).await
+    }
+
+    /// [`Store::decide`], calling `on_locked` once the batch holds every lock it takes (its
+    /// claims, its members' households, the messages it refuses) and before it reads anything
+    /// those locks protect. A batch started after that point and sharing any of those keys
+    /// waits for this one's commit, so it sees this one's effects exactly as if it had started
+    /// after the commit: the worker starts its next batch there instead of after the commit.
+    /// Not called if the transaction fails before taking its locks.
+    pub async fn decide_signalling(
+        &self,
+        messages: &[Incoming],
+        pack: &dyn RulePack,
+        on_locked: &mut (dyn FnMut() + Send),
+    ) -> Result<Vec<Handled>, StoreError> {
+        decide::decide(&self.pool, messages, pack, on_locked).await
     }
 
     /// Outbox rows not yet confirmed and older than `older_than` (a crashed publisher's), locked
@@ -240,7 +255,7 @@ impl Store {
                     user_id: user_id.clone(),
                 })
                 .collect();
-            for handled in decide::decide(&self.pool, &messages, pack).await? {
+            for handled in decide::decide(&self.pool, &messages, pack, &mut || {}).await? {
                 // A claim another worker re-decided meanwhile comes back as a repeat (no outbox
                 // row): it was published when it was decided.
                 if let Handled::Publish(messages) = handled {

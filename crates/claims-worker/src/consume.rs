@@ -1,16 +1,21 @@
 //! One broker session: connections, topology, prefetch, the consumer, and the two stages a
-//! micro-batch goes through. The first stage collects a batch and has the store decide it (one
-//! transaction); the second publishes what the store returned, waits for every confirm, marks
-//! the outbox published and only then acknowledges the batch. The stages overlap — batch N is
-//! published while batch N+1 is decided — but each runs its batches strictly in order, so
-//! claims are decided in queue order and a `multiple` ack never covers an unfinished batch.
+//! micro-batch goes through. The first stage collects a batch and starts its decision (one
+//! transaction, on a task of its own); the second waits for each batch's decisions in turn,
+//! publishes what the store returned, waits for every confirm, marks the outbox published and
+//! only then acknowledges the batch. A batch starts being decided as soon as the previous one
+//! holds its database locks, so batches that share no claim or household are decided at the
+//! same time while any that do are decided in queue order; batches are published and
+//! acknowledged strictly in order, so a `multiple` ack never covers an unfinished batch.
 
 use std::time::Duration;
 
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
-use tokio::sync::{mpsc, watch};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::batch::{self, BatchEnd, Collected};
 use crate::handle::{self, Decided};
@@ -26,7 +31,7 @@ pub(crate) struct SessionOutcome {
 /// How long closing a channel or connection may take at the end of a session.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) async fn session(shared: &Shared, stop: &mut watch::Receiver<bool>) -> SessionOutcome {
+pub(crate) async fn session(shared: &Arc<Shared>, stop: &mut watch::Receiver<bool>) -> SessionOutcome {
     let url = &shared.config.amqp_url;
     let connect = |name: &str| {
         // The name shows in the management UI, which tells the two connections apart.
@@ -96,33 +101,56 @@ pub(crate) async fn session(shared: &Shared, stop: &mut watch::Receiver<bool>) -
     SessionOutcome { consumed, result }
 }
 
+/// Decided batches waiting for the publishing stage, at most. With the batch that stage is
+/// finishing and the one stage one is handing over, at most `IN_FLIGHT + 2` batches are being
+/// decided at once: well inside the prefetch window and the database pool.
+const IN_FLIGHT: usize = 1;
+
 /// Runs the two stages until a stop (then `Ok`, once the last batch is acknowledged) or an
 /// error in either (the other is dropped: what it held unacknowledged is redelivered).
 async fn stages(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     channel: &Channel,
     consumer: Consumer,
     publisher: &Publisher,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
-    // One decided batch may wait while another is being published: enough to keep both stages
-    // busy, and (with the batch being decided) well inside the prefetch window.
-    let (to_publish, decided) = mpsc::channel(1);
+    let (to_publish, deciding) = mpsc::channel(IN_FLIGHT);
     tokio::try_join!(
         receive_and_decide(shared, channel, consumer, to_publish, stop),
-        publish_and_ack(shared, publisher, decided)
+        publish_and_ack(shared, publisher, deciding)
     )?;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "worker stops".into())).await;
     tracing::info!("stopped consuming");
     Ok(())
 }
 
-/// Stage one: collect a batch, have the store decide it, pass it on.
+/// A batch being decided on a task of its own. Dropping it (the session ends) aborts the task:
+/// its transaction rolls back and its deliveries, never acknowledged, are redelivered.
+struct Deciding(JoinHandle<Result<Decided, WorkerError>>);
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Stage one: collect a batch, start deciding it, pass it on, and start collecting the next
+/// one as soon as this one holds its database locks.
+///
+/// The store takes a batch's locks (its claims, its members' households, the messages it
+/// refuses) before reading anything they protect, and a batch started afterwards that shares
+/// any of those keys waits for the first one's commit: it decides exactly as if it had started
+/// after that commit, in queue order. Batches that share nothing are decided at the same time,
+/// on both cores, instead of one waiting for the other's commit. (Only when the store refuses
+/// a whole batch and isolates its messages one by one, or a batch fails after taking its locks
+/// and is retried, may a later batch that shares a household be decided first; several
+/// workers on one queue never promise more.)
 async fn receive_and_decide(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     channel: &Channel,
     mut consumer: Consumer,
-    to_publish: mpsc::Sender<Decided>,
+    to_publish: mpsc::Sender<Deciding>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let settings = shared.config.batch_settings();
@@ -140,11 +168,26 @@ async fn receive_and_decide(
             Some(BatchEnd::Closed) => return Err(WorkerError::ConsumerCancelled),
         }
         if !items.is_empty() {
-            let decided = handle::decide_batch(shared, items, stop).await?;
+            let (locked, is_locked) = oneshot::channel();
+            let task = tokio::spawn({
+                let shared = Arc::clone(shared);
+                let mut stop = stop.clone();
+                let mut locked = Some(locked);
+                async move {
+                    let mut on_locked = move || {
+                        if let Some(locked) = locked.take() {
+                            let _ = locked.send(());
+                        }
+                    };
+                    handle::decide_batch(&shared, items, &mut stop, &mut on_locked).await
+                }
+            });
             // A closed receiver means stage two failed; its error is what `try_join!` reports.
-            if to_publish.send(decided).await.is_err() {
+            if to_publish.send(Deciding(task)).await.is_err() {
                 return Ok(());
             }
+            // Locked, or finished or failed without locking (the sender is then dropped).
+            let _ = is_locked.await;
         }
         if end.is_some() {
             // Dropping the sender lets stage two finish the last batch and end.
@@ -153,14 +196,16 @@ async fn receive_and_decide(
     }
 }
 
-/// Stage two: publish, confirm, mark and acknowledge each decided batch, in order.
+/// Stage two: wait for each batch's decisions, then publish, confirm, mark and acknowledge it,
+/// strictly in the order the batches were received.
 async fn publish_and_ack(
     shared: &Shared,
     publisher: &Publisher,
-    mut decided: mpsc::Receiver<Decided>,
+    mut deciding: mpsc::Receiver<Deciding>,
 ) -> Result<(), WorkerError> {
-    while let Some(batch) = decided.recv().await {
-        handle::finish_batch(shared, publisher, batch).await?;
+    while let Some(mut batch) = deciding.recv().await {
+        let decided = (&mut batch.0).await.map_err(|error| WorkerError::DecideTask(error.to_string()))??;
+        handle::finish_batch(shared, publisher, decided).await?;
     }
     Ok(())
 }

@@ -16,10 +16,15 @@ const RETRY_CAP: Duration = Duration::from_secs(5);
 
 /// One [`Handled`] per message, in order; `None` if a stop was asked for while the database
 /// was failing (the caller hands the batch back to the queue).
+///
+/// `on_locked` is called once the store holds the batch's locks (see
+/// `Store::decide_signalling`); the one-by-one isolation after a refused batch calls it again,
+/// which a caller must tolerate.
 pub(crate) async fn decide(
     shared: &Shared,
     messages: &[Incoming],
     stop: &mut watch::Receiver<bool>,
+    on_locked: &mut (dyn FnMut() + Send),
 ) -> Option<Vec<Handled>> {
     if messages.is_empty() {
         return Some(Vec::new());
@@ -27,14 +32,14 @@ pub(crate) async fn decide(
     // The whole batch, retries and one-by-one isolation included, is decided with the pack in
     // force when it started; a reload only affects the next batch.
     let pack = shared.pack.current();
-    match retrying(shared, &pack, messages, stop).await? {
+    match retrying(shared, &pack, messages, stop, on_locked).await? {
         Ok(handled) => Some(handled),
         Err(error) if messages.len() == 1 => Some(vec![refused(&error)]),
         Err(error) => {
             tracing::warn!(%error, batch = messages.len(), "the store refused a batch; deciding its messages one by one");
             let mut handled = Vec::with_capacity(messages.len());
             for message in messages {
-                match retrying(shared, &pack, std::slice::from_ref(message), stop).await? {
+                match retrying(shared, &pack, std::slice::from_ref(message), stop, on_locked).await? {
                     Ok(answer) => handled.extend(answer),
                     Err(error) => handled.push(refused(&error)),
                 }
@@ -54,11 +59,12 @@ async fn retrying(
     pack: &RhaiPack,
     messages: &[Incoming],
     stop: &mut watch::Receiver<bool>,
+    on_locked: &mut (dyn FnMut() + Send),
 ) -> Option<Result<Vec<Handled>, StoreError>> {
     let mut delay = RETRY_FIRST;
     loop {
         let started = Instant::now();
-        match shared.store.decide(messages, pack).await {
+        match shared.store.decide_signalling(messages, pack, on_locked).await {
             Ok(handled) => {
                 shared.metrics.adjudicated(messages.len(), started.elapsed());
                 shared.metrics.set_consuming(true);

@@ -28,6 +28,7 @@ pub(crate) async fn decide_batch(
     shared: &Shared,
     deliveries: Vec<Delivery>,
     stop: &mut watch::Receiver<bool>,
+    on_locked: &mut (dyn FnMut() + Send),
 ) -> Result<Decided, WorkerError> {
     shared.metrics.received(deliveries.len());
     let mut handled: Vec<Option<Handled>> = vec![None; deliveries.len()];
@@ -48,7 +49,7 @@ pub(crate) async fn decide_batch(
             }
         }
     }
-    let Some(answers) = decide::decide(shared, &incoming, stop).await else {
+    let Some(answers) = decide::decide(shared, &incoming, stop, on_locked).await else {
         return Ok(Decided { deliveries, handled: None });
     };
     if answers.len() != incoming.len() {

@@ -70,6 +70,8 @@ pub enum WorkerError {
     ConsumerCancelled,
     #[error("the store answered {answers} results for {messages} messages")]
     StoreAnswer { messages: usize, answers: usize },
+    #[error("the task deciding a batch failed: {0}")]
+    DecideTask(String),
     #[error("the outbox relay stopped: {0}")]
     Relay(Box<WorkerError>),
     #[error("name or id longer than 255 bytes: {0}…")]
@@ -193,12 +195,12 @@ async fn start(config: Config, stop: watch::Receiver<bool>) -> Result<(), Worker
         tokio::spawn(metrics::serve(listener, Arc::clone(&metrics), stop.clone()));
     }
     let topology = Topology::with_prefix(&config.prefix).with_submit_queue_type(config.submit_queue_type);
-    let shared = Shared { topology, config, store, pack, metrics };
+    let shared = Arc::new(Shared { topology, config, store, pack, metrics });
     reconnecting(&shared, stop).await
 }
 
 /// Runs broker sessions one after the other until a stop is asked for.
-async fn reconnecting(shared: &Shared, mut stop: watch::Receiver<bool>) -> Result<(), WorkerError> {
+async fn reconnecting(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> Result<(), WorkerError> {
     let mut delay = RECONNECT_FIRST;
     let mut ever_connected = false;
     loop {

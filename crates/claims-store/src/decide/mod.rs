@@ -124,6 +124,7 @@ pub(crate) async fn decide(
     pool: &PgPool,
     messages: &[Incoming],
     pack: &dyn RulePack,
+    on_locked: &mut (dyn FnMut() + Send),
 ) -> Result<Vec<Handled>, StoreError> {
     #[expect(clippy::result_large_err, reason = "the contract's own type; parsed once per message")]
     fn parse(incoming: &Incoming) -> Result<Message, Rejection> {
@@ -146,6 +147,7 @@ pub(crate) async fn decide(
     .execute(&mut *transaction)
     .await?;
     let (mut batch, refusals) = Batch::prepare(&mut transaction, messages, &parsed, pack.settings()).await?;
+    on_locked();
     let mut plan = Vec::with_capacity(messages.len());
     for ((incoming, message), refusal) in messages.iter().zip(parsed).zip(refusals) {
         plan.push(match refusal {
