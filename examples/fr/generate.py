@@ -80,18 +80,31 @@ MATERNITY = {6: (dt.date(2025, 2, 1), dt.date(2025, 9, 20)), 16: (dt.date(2024, 
              34: (dt.date(2025, 6, 1), dt.date(2026, 1, 10))}
 
 
+# Copies of the 40 members above (--members): copy k of member n is member n + 40k, in household
+# h + 22k, with the same birth date, cover and story. 1 (the default) is the registry above.
+COPIES = 1
+
+
+def archetype(number):
+    """The member of the table above that member `number` is a copy of."""
+    return (number - 1) % len(MEMBERS) + 1
+
+
 def member_id(number):
     return f"M-{number:06d}"
 
 
 def registry():
     members = []
-    for number, household, birth, ald, product, notes in MEMBERS:
-        rg_to = "2025-09-30" if number == 39 else None
+    households = max(household for _, household, _, _, _, _ in MEMBERS)
+    copies = [(number + len(MEMBERS) * copy, household + households * copy, birth, ald, product)
+              for copy in range(COPIES) for number, household, birth, ald, product, _ in MEMBERS]
+    for number, household, birth, ald, product in copies:
+        rg_to = "2025-09-30" if archetype(number) == 39 else None
         coverages = [{"scheme": "compulsory", "plan": "RG", "from": "2015-01-01", "to": rg_to}]
         if product:
             start, waiting = "2020-01-01", None
-            if number == 38:
+            if archetype(number) == 38:
                 start, waiting = "2025-01-01", "2025-03-31"
             coverages.append({"scheme": "supplementary", "plan": product, "from": start, "to": rg_to,
                               "waiting_until": waiting, "suspended": [], "unpaid_months": []})
@@ -170,14 +183,14 @@ class Generator:
         return start + dt.timedelta(days=self.random.randint(0, (end - start).days))
 
     def age(self, number, day):
-        birth = dt.date.fromisoformat(MEMBERS[number - 1][2])
+        birth = dt.date.fromisoformat(MEMBERS[archetype(number) - 1][2])
         return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
     def pick_member(self):
-        return self.random.randint(1, len(MEMBERS))
+        return self.random.randint(1, len(MEMBERS) * COPIES)
 
     def member_day(self, number):
-        end = dt.date(2025, 9, 30) if number == 39 and self.random.random() < 0.9 else LAST_DAY
+        end = dt.date(2025, 9, 30) if archetype(number) == 39 and self.random.random() < 0.9 else LAST_DAY
         return self.day(FIRST_DAY, end)
 
     def third_party(self, kind):
@@ -224,10 +237,10 @@ class Generator:
 
     def pathway(self, number, day):
         attributes = {"care_pathway": "out" if self.random.random() < 0.06 else "in"}
-        if MEMBERS[number - 1][3] and self.random.random() < 0.6:
+        if MEMBERS[archetype(number) - 1][3] and self.random.random() < 0.6:
             attributes["condition_related"] = True
-        if number in MATERNITY:
-            start, end = MATERNITY[number]
+        if archetype(number) in MATERNITY:
+            start, end = MATERNITY[archetype(number)]
             if start <= day <= end and self.random.random() < 0.7:
                 attributes["maternity"] = True
         return attributes
@@ -275,7 +288,7 @@ class Generator:
             quantity = self.random.choice([1, 1, 1, 2, 3])
             price = self.random.randint(low // 10, high // 10) * 10
             attributes = {}
-            if MEMBERS[number - 1][3] and self.random.random() < 0.6:
+            if MEMBERS[archetype(number) - 1][3] and self.random.random() < 0.6:
                 attributes["condition_related"] = True
             lines.append(self.line(number, provider, code, day, quantity, price * quantity, attributes))
         self.add(number, provider, lines, self.third_party("pharmacy"))
@@ -292,7 +305,7 @@ class Generator:
             if day > LAST_DAY:
                 break
             quantity = self.random.choice([1, 2, 3, 5])
-            attributes = {"condition_related": True} if MEMBERS[number - 1][3] else {}
+            attributes = {"condition_related": True} if MEMBERS[archetype(number) - 1][3] else {}
             lines.append(self.line(number, provider, "AMI", day, quantity, per_act * quantity, attributes))
         self.add(number, provider, lines, self.third_party("auxiliary"))
 
@@ -349,13 +362,13 @@ class Generator:
             ghs["maternity"] = fj["maternity"] = True
         elif self.random.random() < 0.45:
             ghs["heavy_act"] = True
-        if MEMBERS[number - 1][3] and not maternity and self.random.random() < 0.5:
+        if MEMBERS[archetype(number) - 1][3] and not maternity and self.random.random() < 0.5:
             ghs["condition_related"] = True
         stay_price = self.random.randint(150, 900) * 1000
         daily = sum(2300 if start + dt.timedelta(days=d) >= dt.date(2026, 3, 1) else 2000 for d in range(days))
         lines = [self.line(number, provider, "GHS", start, 1, stay_price, ghs),
                  self.line(number, provider, "FJ", start, days, daily, fj)]
-        product = MEMBERS[number - 1][4]
+        product = MEMBERS[archetype(number) - 1][4]
         self.add(number, provider, lines, list(BOTH) if product else ["compulsory"],
                  delay=days + self.random.randint(1, 20))
 
@@ -367,7 +380,7 @@ class Generator:
             lines = [self.line(number, provider, "VSL", day, trips, trips * self.random.randint(25, 80) * 100, {})]
         else:
             lines = [self.line(number, provider, "AMB", day, 1, self.random.randint(150, 400) * 100, {})]
-        if MEMBERS[number - 1][3]:
+        if MEMBERS[archetype(number) - 1][3]:
             lines[0]["attributes"]["condition_related"] = True
         self.add(number, provider, lines, self.third_party("transport"))
 
@@ -494,7 +507,13 @@ def main():
     parser.add_argument("--count", type=int, default=360, help="number of messages (claims and cancellations)")
     parser.add_argument("--seed", type=int, default=2025, help="random seed")
     parser.add_argument("--registry", action="store_true", help="print the registry instead of the claims")
+    parser.add_argument("--members", type=int, default=len(MEMBERS),
+                        help=f"members, a multiple of {len(MEMBERS)}: copies of the {len(MEMBERS)} members (default)")
     arguments = parser.parse_args()
+    if arguments.members < len(MEMBERS) or arguments.members % len(MEMBERS):
+        parser.error(f"--members must be a positive multiple of {len(MEMBERS)}, got {arguments.members}")
+    global COPIES
+    COPIES = arguments.members // len(MEMBERS)
     out = sys.stdout
     if arguments.registry:
         json.dump(registry(), out, indent=2)

@@ -60,6 +60,11 @@ pub struct BenchArgs {
     /// The claims generator (`--count N --seed S`, and `--registry` for the registry).
     #[arg(long, default_value = "examples/fr/generate.py")]
     pub generator: PathBuf,
+    /// Members the claims are spread over (a multiple of the generator's 40; more are copies of
+    /// them in households of their own). With 40, nearly every batch shares a household with
+    /// the one before it, which the worker must then decide after it.
+    #[arg(long, default_value_t = 40)]
+    pub members: usize,
     /// Seed of the generated claims (each run of the bench uses seed, seed+1, …).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -108,7 +113,7 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         Some(path) => path.clone(),
         None => std::env::current_exe().context("locating the claimctl binary")?,
     };
-    let engine_claims = setup::generate_claims(&args.generator, args.claims, args.seed, "E-")?;
+    let engine_claims = setup::generate_claims(&args.generator, args.members, args.claims, args.seed, "E-")?;
     let paced_claims = args
         .rates
         .iter()
@@ -116,11 +121,12 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         .filter(|_| args.seconds > 0)
         .map(|(&rate, offset)| {
             let count = usize::try_from(u64::from(rate) * u64::from(args.seconds)).unwrap_or(usize::MAX);
-            let claims = setup::generate_claims(&args.generator, count, args.seed + offset, &format!("P{rate}-"))?;
+            let claims =
+                setup::generate_claims(&args.generator, args.members, count, args.seed + offset, &format!("P{rate}-"))?;
             Ok((rate, claims))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let registry = setup::generate_registry(&args.generator)?;
+    let registry = setup::generate_registry(&args.generator, args.members)?;
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
@@ -167,6 +173,9 @@ fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(rate) = args.rates.iter().find(|rate| **rate == 0) {
         bail!("--rates: {rate} is not an offered load (claims per second must be at least 1)");
+    }
+    if args.members == 0 || !args.members.is_multiple_of(40) {
+        bail!("--members must be a positive multiple of 40 (the generator's members), got {}", args.members);
     }
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
@@ -223,6 +232,7 @@ async fn measure(
     Ok(Report {
         machine,
         queue_type: queue_type_name(args.queue_type),
+        members: args.members,
         batch_size: args.batch_size,
         prefetch: args.prefetch,
         seconds_per_rate: args.seconds,

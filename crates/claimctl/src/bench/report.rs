@@ -272,6 +272,7 @@ impl Machine {
 pub struct Report {
     pub machine: Machine,
     pub queue_type: &'static str,
+    pub members: usize,
     pub batch_size: usize,
     pub prefetch: u16,
     pub seconds_per_rate: u32,
@@ -302,12 +303,13 @@ impl Report {
         let machine = &self.machine;
         writeln!(
             out,
-            "{} CPUs ({}), {} GiB, load {} at start; {} work queue, batch {}, prefetch {}",
+            "{} CPUs ({}), {} GiB, load {} at start; {} work queue, {} members, batch {}, prefetch {}",
             machine.cpus,
             machine.cpu_model,
             machine.memory_gib,
             machine.load_at_start,
             self.queue_type,
+            self.members,
             self.batch_size,
             self.prefetch
         )?;
@@ -360,6 +362,7 @@ impl Report {
             },
             "settings": {
                 "queue_type": self.queue_type,
+                "members": self.members,
                 "batch_size": self.batch_size,
                 "prefetch": self.prefetch,
                 "seconds_per_rate": self.seconds_per_rate,

@@ -23,8 +23,15 @@ use crate::bench::{BenchArgs, queue_type_name};
 /// `count` messages from the generator, each claim id prefixed by `tag` (cancellations name
 /// the claim they cancel by the same field): every run of a bench decides new claims, never
 /// replays of an earlier run's.
-pub fn generate_claims(generator: &Path, count: usize, seed: u64, tag: &str) -> anyhow::Result<Vec<String>> {
-    let output = run_generator(generator, &["--count", &count.to_string(), "--seed", &seed.to_string()])?;
+pub fn generate_claims(
+    generator: &Path,
+    members: usize,
+    count: usize,
+    seed: u64,
+    tag: &str,
+) -> anyhow::Result<Vec<String>> {
+    let arguments = ["--members", &members.to_string(), "--count", &count.to_string(), "--seed", &seed.to_string()];
+    let output = run_generator(generator, &arguments)?;
     output
         .lines()
         .filter(|line| !line.trim().is_empty())
@@ -41,8 +48,8 @@ pub fn generate_claims(generator: &Path, count: usize, seed: u64, tag: &str) -> 
         .collect()
 }
 
-pub fn generate_registry(generator: &Path) -> anyhow::Result<String> {
-    run_generator(generator, &["--registry"])
+pub fn generate_registry(generator: &Path, members: usize) -> anyhow::Result<String> {
+    run_generator(generator, &["--registry", "--members", &members.to_string()])
 }
 
 fn run_generator(generator: &Path, arguments: &[&str]) -> anyhow::Result<String> {
