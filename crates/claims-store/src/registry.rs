@@ -49,6 +49,10 @@ pub(crate) async fn import(
     .execute(&mut *transaction)
     .await?;
     transaction.commit().await?;
+    // A bulk load leaves the planner without statistics until autovacuum gets to the tables:
+    // meanwhile the worker's registry lookups scanned all 40 000 members of a bench for every
+    // batch. (A role that does not own the tables only gets a warning.)
+    sqlx::query("ANALYZE members, providers").execute(pool).await?;
     Ok(ImportSummary { members: members.len(), providers: providers.len() })
 }
 
@@ -90,9 +94,11 @@ impl RegistryCache {
         let member_ids: Vec<&String> = member_ids.iter().collect();
         let provider_ids: Vec<&String> = provider_ids.iter().collect();
         let member_rows: Vec<(String, Value)> = sqlx::query_as(
+            // Every member is in a household, so the members' households include the members
+            // themselves. (Written `member_id = ANY($1) OR …`, the planner scanned the whole
+            // table: 11 ms a batch with 40 000 members.)
             "SELECT member_id, document FROM members
-             WHERE member_id = ANY($1)
-                OR household_id IN (SELECT household_id FROM members WHERE member_id = ANY($1))",
+             WHERE household_id IN (SELECT household_id FROM members WHERE member_id = ANY($1))",
         )
         .bind(&member_ids)
         .fetch_all(&mut *connection)
