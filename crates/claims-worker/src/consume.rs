@@ -1,11 +1,12 @@
-//! One broker session: connections, topology, prefetch, the consumer, and the two stages a
-//! micro-batch goes through. The first stage collects a batch and starts its decision (one
-//! transaction, on a task of its own); the second waits for each batch's decisions in turn,
-//! publishes what the store returned, waits for every confirm, marks the outbox published and
-//! only then acknowledges the batch. A batch starts being decided as soon as the previous one
-//! holds its database locks, so batches that share no claim or household are decided at the
-//! same time while any that do are decided in queue order; batches are published and
-//! acknowledged strictly in order, so a `multiple` ack never covers an unfinished batch.
+//! One broker session: connections, topology, prefetch, the consumer, and the three stages a
+//! micro-batch goes through. The first collects a batch and starts its decision (one
+//! transaction, on a task of its own); the second waits for each batch's decisions in turn and
+//! publishes what the store returned; the third waits for each batch's confirms, then
+//! acknowledges it and marks its outbox rows published. A batch starts being decided as soon as
+//! the previous one holds its database locks, so batches that share no claim or household are
+//! decided at the same time while any that do are decided in queue order; batch N+1 is
+//! published while batch N waits for its confirms; batches are published and acknowledged
+//! strictly in order, so a `multiple` ack never covers an unfinished batch.
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::batch::{self, BatchEnd, Collected};
-use crate::handle::{self, Decided};
+use crate::handle::{self, Decided, Published};
 use crate::publish::Publisher;
 use crate::{Shared, WorkerError, relay, topology};
 
@@ -106,8 +107,8 @@ pub(crate) async fn session(shared: &Arc<Shared>, stop: &mut watch::Receiver<boo
 /// decided at once: well inside the prefetch window and the database pool.
 const IN_FLIGHT: usize = 1;
 
-/// Runs the two stages until a stop (then `Ok`, once the last batch is acknowledged) or an
-/// error in either (the other is dropped: what it held unacknowledged is redelivered).
+/// Runs the three stages until a stop (then `Ok`, once the last batch is acknowledged) or an
+/// error in any (the others are dropped: what they held unacknowledged is redelivered).
 async fn stages(
     shared: &Arc<Shared>,
     channel: &Channel,
@@ -116,9 +117,12 @@ async fn stages(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let (to_publish, deciding) = mpsc::channel(IN_FLIGHT);
+    // One published batch may wait for its confirms while the next is published.
+    let (to_acknowledge, published) = mpsc::channel(1);
     tokio::try_join!(
         receive_and_decide(shared, channel, consumer, to_publish, stop),
-        publish_and_ack(shared, publisher, deciding)
+        publish(publisher, deciding, to_acknowledge),
+        acknowledge(shared, published),
     )?;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "worker stops".into())).await;
     tracing::info!("stopped consuming");
@@ -196,16 +200,29 @@ async fn receive_and_decide(
     }
 }
 
-/// Stage two: wait for each batch's decisions, then publish, confirm, mark and acknowledge it,
-/// strictly in the order the batches were received.
-async fn publish_and_ack(
-    shared: &Shared,
+/// Stage two: wait for each batch's decisions, in the order the batches were received, and
+/// publish them.
+async fn publish(
     publisher: &Publisher,
     mut deciding: mpsc::Receiver<Deciding>,
+    to_acknowledge: mpsc::Sender<Published>,
 ) -> Result<(), WorkerError> {
     while let Some(mut batch) = deciding.recv().await {
         let decided = (&mut batch.0).await.map_err(|error| WorkerError::DecideTask(error.to_string()))??;
-        handle::finish_batch(shared, publisher, decided).await?;
+        if let Some(published) = handle::publish_batch(publisher, decided).await?
+            && to_acknowledge.send(published).await.is_err()
+        {
+            // Stage three failed; its error is what `try_join!` reports.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Stage three: wait for each published batch's confirms, then acknowledge it, in order.
+async fn acknowledge(shared: &Shared, mut published: mpsc::Receiver<Published>) -> Result<(), WorkerError> {
+    while let Some(batch) = published.recv().await {
+        handle::acknowledge(shared, batch).await?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! What happens to one micro-batch: [`decide_batch`] (bodies to the store, one transaction) and
-//! [`finish_batch`] (publish everything it produced with confirms, mark the outbox, then one
-//! `multiple` ack on the batch's highest delivery tag).
+//! What happens to one micro-batch: [`decide_batch`] (bodies to the store, one transaction),
+//! [`publish_batch`] (publish everything it produced, confirms requested) and [`acknowledge`]
+//! (wait for the confirms, one `multiple` ack on the batch's highest delivery tag, mark the
+//! outbox).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,20 +61,38 @@ pub(crate) async fn decide_batch(
     Ok(Decided { deliveries, handled: Some(handled) })
 }
 
-/// Publishes what the store returned and the dead letters, waits for every confirm, marks the
-/// outbox rows published, then acknowledges the whole batch at once.
-pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: Decided) -> Result<(), WorkerError> {
-    let Decided { deliveries, handled } = batch;
-    let Some(last) = deliveries.last() else { return Ok(()) };
-    let Some(handled) = handled else {
-        // Explicit, though closing the channel would have the same effect.
-        last.acker.nack(BasicNackOptions { multiple: true, requeue: true }).await?;
-        return Ok(());
-    };
+/// A batch whose messages are published and whose confirms are awaited next.
+pub(crate) enum Published {
+    /// The store could not decide the batch (a stop was asked for while the database was
+    /// failing): hand it back to the queue.
+    HandBack(Delivery),
+    Sent(Sent),
+}
 
+pub(crate) struct Sent {
+    /// The batch's last delivery: one `multiple` ack on it covers the batch.
+    last: Delivery,
+    batch: usize,
+    pending: Pending,
+    outbox_ids: Vec<i64>,
+    /// Sent times (the submitter's `timestamp_in_ms`) of the decided messages.
+    sent_at: Vec<SystemTime>,
+    /// The routing outcome (`complete`, `partial`, …) of every decision published.
+    outcomes: Vec<String>,
+    dead_letters: usize,
+}
+
+/// Publishes what the store returned and the dead letters, without waiting for the confirms
+/// ([`acknowledge`] does, so that the next batch is published meanwhile).
+pub(crate) async fn publish_batch(publisher: &Publisher, batch: Decided) -> Result<Option<Published>, WorkerError> {
+    let Decided { mut deliveries, handled } = batch;
+    let Some(handled) = handled else {
+        return Ok(deliveries.pop().map(Published::HandBack));
+    };
     let mut outgoing = Vec::new();
     let mut outbox_ids = Vec::new();
     let mut outcomes = Vec::new();
+    let mut sent = Vec::new();
     let mut dead_letters = 0_usize;
     for (delivery, handled) in deliveries.iter().zip(&handled) {
         match handled {
@@ -81,10 +100,12 @@ pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: 
                 for message in messages {
                     outgoing.push(Outgoing::Message(message));
                     if message.destination == Destination::Decisions {
-                        outcomes.push(message.routing_key.strip_prefix("decision.").unwrap_or(&message.routing_key));
+                        let outcome = message.routing_key.strip_prefix("decision.").unwrap_or(&message.routing_key);
+                        outcomes.push(outcome.to_owned());
                     }
                 }
                 outbox_ids.extend(publish::outbox_ids(messages));
+                sent.extend(sent_at(&delivery.properties));
             }
             Handled::DeadLetter { reason } => {
                 tracing::warn!(
@@ -104,14 +125,31 @@ pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: 
     }
     let mut pending = Pending::default();
     publisher.publish_all(&outgoing, &mut pending).await?;
+    drop(outgoing);
+    let batch = deliveries.len();
+    let Some(last) = deliveries.pop() else { return Ok(None) };
+    Ok(Some(Published::Sent(Sent { last, batch, pending, outbox_ids, sent_at: sent, outcomes, dead_letters })))
+}
+
+/// Waits for every confirm of a published batch, then acknowledges the whole batch at once and
+/// marks its outbox rows published. Batches must come here in the order they were received: a
+/// `multiple` ack or nack covers every earlier delivery of the channel.
+pub(crate) async fn acknowledge(shared: &Shared, published: Published) -> Result<(), WorkerError> {
+    let sent = match published {
+        Published::HandBack(last) => {
+            // Explicit, though closing the channel would have the same effect.
+            last.acker.nack(BasicNackOptions { multiple: true, requeue: true }).await?;
+            return Ok(());
+        }
+        Published::Sent(sent) => sent,
+    };
+    let Sent { last, batch, pending, outbox_ids, sent_at, outcomes, dead_letters } = sent;
     let published = pending.len();
     pending.confirmed(CONFIRM_TIMEOUT).await?;
 
     let now = SystemTime::now();
-    for (delivery, handled) in deliveries.iter().zip(&handled) {
-        if let (Handled::Publish(_), Some(sent)) = (handled, sent_at(&delivery.properties))
-            && let Ok(elapsed) = now.duration_since(sent)
-        {
+    for sent in sent_at {
+        if let Ok(elapsed) = now.duration_since(sent) {
             shared.metrics.end_to_end(elapsed);
         }
     }
@@ -121,20 +159,25 @@ pub(crate) async fn finish_batch(shared: &Shared, publisher: &Publisher, batch: 
     for _ in 0..dead_letters {
         shared.metrics.dead_lettered();
     }
-    if !outbox_ids.is_empty()
-        && let Err(error) = shared.store.mark_published(&outbox_ids).await
-    {
-        // Published and confirmed: acknowledging is right. The rows stay pending and the
-        // relay sends them again later (same message ids, so downstream drops the repeats).
-        tracing::warn!(%error, rows = outbox_ids.len(), "could not mark outbox rows published");
-    }
     // One ack for the whole batch, on the channel that delivered it. `false` means the channel
     // closed under us: the broker will redeliver, and the store will answer with what it kept.
     if !last.acker.ack(BasicAckOptions { multiple: true }).await? {
         return Err(WorkerError::ChannelClosed);
     }
+    if !outbox_ids.is_empty() {
+        // Off the batch's path: the mark only spares the relay work. If it fails, the rows stay
+        // pending and the relay sends them again later (same message ids, so downstream drops
+        // the repeats).
+        let store = shared.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.mark_published(&outbox_ids).await {
+                tracing::warn!(%error, rows = outbox_ids.len(), "could not mark outbox rows published");
+            }
+        });
+    }
+    let outcomes: Vec<&str> = outcomes.iter().map(String::as_str).collect();
     tracing::info!(
-        batch = deliveries.len(),
+        batch,
         published,
         dead_letters,
         complete = count(&outcomes, "complete"),
