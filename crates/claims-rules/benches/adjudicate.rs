@@ -6,9 +6,12 @@
 //!
 //! Before criterion's groups, `latency` times each French example claim on its own
 //! (`std::time::Instant`, after a warm-up) over several rounds and prints the distribution
-//! (mean, p50, p90, p99, max in µs), since the target is a p99 per claim.
+//! (mean, p50, p90, p99, max in µs), since the target is a p99 per claim. It then does the same
+//! for a realistic stream, the claims of `python3 examples/fr/generate.py --count 20000 --seed 1`
+//! (registry from `--registry`), each adjudicated once in order, as a worker sees them.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use claims_domain::accumulators::Counters;
@@ -138,6 +141,35 @@ fn latency(_: &mut Criterion) {
     );
     let one_line = samples.iter().filter(|(_, lines)| *lines == 1).map(|(time, _)| *time).collect();
     report("one-line claims", one_line);
+
+    let stream = french_stream();
+    let samples = stream
+        .iter()
+        .map(|(claim, snapshot)| {
+            let start = Instant::now();
+            run(claim, snapshot);
+            start.elapsed()
+        })
+        .collect();
+    report(&format!("stream of {} generated claims, each once", stream.len()), samples);
+}
+
+/// The output of `python3 examples/fr/generate.py <arguments>`.
+fn generated(arguments: &[&str]) -> String {
+    let script = repo().join("examples/fr/generate.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args(arguments)
+        .output()
+        .unwrap_or_else(|error| panic!("running python3 {}: {error}", script.display()));
+    assert!(output.status.success(), "{} {arguments:?}: {}", script.display(), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("the generator prints UTF-8")
+}
+
+/// The realistic stream: the claims among 20 000 generated messages, in order.
+fn french_stream() -> Vec<(claims_domain::claim::Claim, RegistrySnapshot)> {
+    let registry = parse_registry(&generated(&["--registry"])).expect("the generated registry");
+    cases(&registry, generated(&["--count", "20000", "--seed", "1"]).lines().map(str::to_owned))
 }
 
 /// `a / b` with one decimal, without floats.
@@ -156,7 +188,7 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     let Some(max) = samples.last().copied() else { return };
     let mean = samples.iter().sum::<Duration>() / u32::try_from(samples.len()).expect("samples");
     println!(
-        "latency/fr-examples, {what}, per claim: mean {}, p50 {}, p90 {}, p99 {}, max {}",
+        "latency/fr, {what}, per claim: mean {}, p50 {}, p90 {}, p99 {}, max {}",
         micros(mean),
         micros(quantile(&samples, 500)),
         micros(quantile(&samples, 900)),
