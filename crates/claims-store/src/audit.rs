@@ -40,13 +40,24 @@ pub(crate) fn decision_message_id(sequence: u64) -> String {
     format!("decision-{sequence}")
 }
 
-/// Appends one entry per decision, in order, after the current head.
-pub(crate) async fn append_all(
+/// The audit rows of a batch, written by the batch's one write statement
+/// (`decide::finish`), and the head they move the chain to (`None`: nothing to append).
+#[derive(Default)]
+pub(crate) struct AuditRows {
+    pub sequences: Vec<i64>,
+    pub entries: Vec<String>,
+    pub hashes: Vec<String>,
+    pub head: Option<(i64, String)>,
+}
+
+/// Locks the head and makes one entry per decision, in order, after it; the caller writes
+/// them (and the new head) before committing.
+pub(crate) async fn place(
     connection: &mut PgConnection,
     pending: &[Pending<'_>],
-) -> Result<Vec<Placed>, StoreError> {
+) -> Result<(Vec<Placed>, AuditRows), StoreError> {
     if pending.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), AuditRows::default()));
     }
     let (last_sequence, last_hash): (i64, String) =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id FOR UPDATE").fetch_one(&mut *connection).await?;
@@ -54,9 +65,12 @@ pub(crate) async fn append_all(
         .map_err(|_| StoreError::Corrupt(format!("audit_head.seq is negative: {last_sequence}")))?;
     let mut head = ChainHead { next_sequence: last_sequence + 1, previous_hash: last_hash };
     let mut placed = Vec::with_capacity(pending.len());
-    let mut sequences: Vec<i64> = Vec::with_capacity(pending.len());
-    let mut entries: Vec<String> = Vec::with_capacity(pending.len());
-    let mut hashes: Vec<String> = Vec::with_capacity(pending.len());
+    let mut rows = AuditRows {
+        sequences: Vec::with_capacity(pending.len()),
+        entries: Vec::with_capacity(pending.len()),
+        hashes: Vec::with_capacity(pending.len()),
+        head: None,
+    };
     for item in pending {
         let decision = decision_to_json(item.decision);
         let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -67,9 +81,9 @@ pub(crate) async fn append_all(
             &EntryContent { recorded_at: &recorded_at, input: item.input, effect: item.effect, decision: &decision },
             item.submitted_by,
         );
-        sequences.push(to_column(sequence)?);
-        entries.push(entry.to_string());
-        hashes.push(head.previous_hash.clone());
+        rows.sequences.push(to_column(sequence)?);
+        rows.entries.push(entry.to_string());
+        rows.hashes.push(head.previous_hash.clone());
         let body = with_audit(decision, sequence, &head.previous_hash);
         placed.push(Placed {
             sequence,
@@ -79,18 +93,8 @@ pub(crate) async fn append_all(
             message_id: decision_message_id(sequence),
         });
     }
-    sqlx::query("INSERT INTO audit_log (seq, entry, hash) SELECT * FROM unnest($1::int8[], $2::text[], $3::text[])")
-        .bind(&sequences)
-        .bind(&entries)
-        .bind(&hashes)
-        .execute(&mut *connection)
-        .await?;
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id")
-        .bind(to_column(head.next_sequence - 1)?)
-        .bind(&head.previous_hash)
-        .execute(&mut *connection)
-        .await?;
-    Ok(placed)
+    rows.head = Some((to_column(head.next_sequence - 1)?, head.previous_hash));
+    Ok((placed, rows))
 }
 
 fn to_column(sequence: u64) -> Result<i64, StoreError> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use claims_domain::decision::{Decision, Outcome, Payee};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::audit::Placed;
 use crate::{Destination, OutboxMessage, StoreError};
@@ -138,38 +138,37 @@ fn destination_from_columns(name: &str, reply_to: Option<String>) -> Result<Dest
     }
 }
 
-/// Writes the messages as outbox rows and sets each one's `outbox_id`.
-pub(crate) async fn insert(
-    connection: &mut PgConnection,
-    messages: &mut [&mut OutboxMessage],
-) -> Result<(), StoreError> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let (mut destinations, mut reply_tos, mut routing_keys) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut message_ids, mut correlation_ids, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
-    for message in messages.iter() {
+/// One array per column of `outbox`, for a single `unnest` insert.
+#[derive(Default)]
+pub(crate) struct OutboxColumns {
+    pub destinations: Vec<String>,
+    pub reply_tos: Vec<Option<String>>,
+    pub routing_keys: Vec<String>,
+    pub message_ids: Vec<String>,
+    pub correlation_ids: Vec<Option<String>>,
+    pub bodies: Vec<Vec<u8>>,
+}
+
+/// The messages as outbox columns.
+pub(crate) fn columns(messages: &[&mut OutboxMessage]) -> OutboxColumns {
+    let mut columns = OutboxColumns::default();
+    for message in messages {
         let (destination, reply_to) = destination_columns(&message.destination);
-        destinations.push(destination.to_owned());
-        reply_tos.push(reply_to);
-        routing_keys.push(message.routing_key.clone());
-        message_ids.push(message.message_id.clone());
-        correlation_ids.push(message.correlation_id.clone());
-        bodies.push(message.body.clone());
+        columns.destinations.push(destination.to_owned());
+        columns.reply_tos.push(reply_to);
+        columns.routing_keys.push(message.routing_key.clone());
+        columns.message_ids.push(message.message_id.clone());
+        columns.correlation_ids.push(message.correlation_id.clone());
+        columns.bodies.push(message.body.clone());
     }
-    let rows: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
-        "INSERT INTO outbox (destination, reply_to, routing_key, message_id, correlation_id, body)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
-         RETURNING id, destination, reply_to, message_id",
-    )
-    .bind(&destinations)
-    .bind(&reply_tos)
-    .bind(&routing_keys)
-    .bind(&message_ids)
-    .bind(&correlation_ids)
-    .bind(&bodies)
-    .fetch_all(connection)
-    .await?;
+    columns
+}
+
+/// An inserted row as `RETURNING id, destination, reply_to, message_id` gives it.
+pub(crate) type InsertedRow = (i64, String, Option<String>, String);
+
+/// Sets each message's `outbox_id` from the rows its insert returned.
+pub(crate) fn assign_ids(messages: &mut [&mut OutboxMessage], rows: Vec<InsertedRow>) -> Result<(), StoreError> {
     // RETURNING's row order is not promised; (destination, queue, message id) is unique within
     // a batch, so match on it.
     let ids: HashMap<(String, Option<String>, String), i64> = rows

@@ -1,13 +1,21 @@
-//! The end of a batch: place its new decisions in the audit log, write counters, line history,
-//! claims rows and outbox rows in bulk (one statement per table), and say what to publish.
+//! The end of a batch: place its new decisions in the audit log, then write audit entries,
+//! counters, line history, claims rows, refused messages and outbox rows in one statement (a
+//! data-modifying `WITH`, one `unnest` per table), move the audit head, and say what to
+//! publish.
+//!
+//! One statement rather than one per table, because the batch holds the audit head's row lock from placing its entries
+//! until its commit, and every batch of every worker waits for that lock: eight statements,
+//! each a round trip between two busy processes on a small machine, made that wait the
+//! longest one in a batch under `claimctl bench`.
 
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::{Batch, DecisionRef, Planned};
-use crate::audit::{self, Pending, Placed};
+use crate::audit::{self, AuditRows, Pending, Placed};
+use crate::outbox::{self, InsertedRow, OutboxColumns};
 use crate::stored::{fingerprints_to_json, moves_to_json, subject_parts};
-use crate::{Handled, OutboxMessage, StoreError, outbox};
+use crate::{Handled, OutboxMessage, StoreError};
 
 pub(super) async fn finish(
     transaction: &mut Transaction<'static, Postgres>,
@@ -24,12 +32,8 @@ pub(super) async fn finish(
             submitted_by: record.user_id.as_deref(),
         })
         .collect();
-    // Taken last (after every household lock), held only for these writes: see `audit`.
-    let placed = audit::append_all(transaction, &pending).await?;
-    write_counters(transaction, &batch).await?;
-    write_history(transaction, &batch).await?;
-    write_claims(transaction, &batch, &placed).await?;
-    write_rejected(transaction, &batch, &placed).await?;
+    // Taken last (after every household lock), held until the commit: see `audit`.
+    let (placed, audit) = audit::place(transaction, &pending).await?;
 
     let mut outgoing: Vec<Vec<OutboxMessage>> = batch
         .records
@@ -45,7 +49,16 @@ pub(super) async fn finish(
         })
         .collect();
     let mut rows: Vec<&mut OutboxMessage> = outgoing.iter_mut().flatten().collect();
-    outbox::insert(transaction, &mut rows).await?;
+    let writes = Writes {
+        audit,
+        counters: counter_columns(&batch),
+        history: history_columns(&batch),
+        claims: claim_columns(&batch, &placed)?,
+        rejected: rejected_columns(&batch, &placed)?,
+        outbox: outbox::columns(&rows),
+    };
+    let inserted = writes.execute(transaction).await?;
+    outbox::assign_ids(&mut rows, inserted)?;
 
     let mut outgoing: Vec<Option<Vec<OutboxMessage>>> = outgoing.into_iter().map(Some).collect();
     plan.into_iter()
@@ -92,75 +105,192 @@ fn resolve_text<'a>(decision: &'a DecisionRef, placed: &'a [Placed]) -> Result<(
     }
 }
 
-async fn write_counters(connection: &mut PgConnection, batch: &Batch) -> Result<(), StoreError> {
-    let (mut kinds, mut ids, mut counters, mut periods, mut values) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+/// Everything a batch writes, as one array per column.
+struct Writes {
+    audit: AuditRows,
+    counters: CounterColumns,
+    history: HistoryColumns,
+    claims: ClaimColumns,
+    rejected: RejectedColumns,
+    outbox: OutboxColumns,
+}
+
+impl Writes {
+    /// Runs the batch's write statement, then moves the audit head; returns the outbox rows
+    /// inserted.
+    ///
+    /// Every part reads the snapshot the statement started with, which is what running them one
+    /// after the other gave too: the history rows deleted (lines a cancellation reversed) are
+    /// rows loaded before the batch, never rows the batch inserts; no key repeats within an
+    /// `unnest`, so no `ON CONFLICT` meets a row twice. Empty arrays write nothing.
+    async fn execute(self, connection: &mut PgConnection) -> Result<Vec<InsertedRow>, StoreError> {
+        let Writes { audit, counters, history, claims, rejected, outbox } = self;
+        let rows = sqlx::query_as(
+            "WITH audit AS (
+                 INSERT INTO audit_log (seq, entry, hash)
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::text[])),
+             counters AS (
+                 INSERT INTO counters (subject_kind, subject_id, counter, period, value)
+                 SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::int8[])
+                 ON CONFLICT (subject_kind, subject_id, period, counter) DO UPDATE SET value = excluded.value),
+             -- Every row holding a reversed line goes, whatever claim wrote it: the history is a
+             -- set of lines, as in the ledger.
+             forgotten AS (
+                 DELETE FROM line_history h
+                 USING unnest($9::text[], $10::date[], $11::text[], $12::text[], $13::int8[])
+                       AS d(member_id, service_date, provider_id, act, charged)
+                 WHERE h.member_id = d.member_id AND h.service_date = d.service_date
+                   AND h.provider_id = d.provider_id AND h.act = d.act AND h.charged = d.charged),
+             history AS (
+                 INSERT INTO line_history
+                     (member_id, service_date, provider_id, act, charged, origin_provider_id, origin_claim_id)
+                 SELECT * FROM unnest($14::text[], $15::date[], $16::text[], $17::text[], $18::int8[],
+                                      $19::text[], $20::text[])),
+             claims AS (
+                 INSERT INTO claims (provider_id, claim_id, member_id, household_id, input, outcome, decision,
+                                     message_id, moves, fingerprints, reversal, reversal_message_id, updated_at)
+                 SELECT *, now() FROM unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::text[],
+                                             $26::text[], $27::text[]::jsonb[], $28::text[], $29::jsonb[],
+                                             $30::jsonb[], $31::text[]::jsonb[], $32::text[])
+                 ON CONFLICT (provider_id, claim_id) DO UPDATE SET
+                     member_id = excluded.member_id, household_id = excluded.household_id,
+                     input = excluded.input, outcome = excluded.outcome, decision = excluded.decision,
+                     message_id = excluded.message_id, moves = excluded.moves,
+                     fingerprints = excluded.fingerprints, reversal = excluded.reversal,
+                     reversal_message_id = excluded.reversal_message_id, updated_at = excluded.updated_at),
+             rejected AS (
+                 INSERT INTO rejected_messages (body_sha256, decision, message_id)
+                 SELECT * FROM unnest($33::text[], $34::text[]::jsonb[], $35::text[])),
+             outbox AS (
+                 INSERT INTO outbox (destination, reply_to, routing_key, message_id, correlation_id, body)
+                 SELECT * FROM unnest($36::text[], $37::text[], $38::text[], $39::text[], $40::text[],
+                                      $41::bytea[])
+                 RETURNING id, destination, reply_to, message_id)
+             SELECT id, destination, reply_to, message_id FROM outbox",
+        )
+        .bind(audit.sequences)
+        .bind(audit.entries)
+        .bind(audit.hashes)
+        .bind(counters.kinds)
+        .bind(counters.ids)
+        .bind(counters.counters)
+        .bind(counters.periods)
+        .bind(counters.values)
+        .bind(history.deleted.member_ids)
+        .bind(history.deleted.service_dates)
+        .bind(history.deleted.provider_ids)
+        .bind(history.deleted.acts)
+        .bind(history.deleted.charged)
+        .bind(history.inserted.member_ids)
+        .bind(history.inserted.service_dates)
+        .bind(history.inserted.provider_ids)
+        .bind(history.inserted.acts)
+        .bind(history.inserted.charged)
+        .bind(history.origin_provider_ids)
+        .bind(history.origin_claim_ids)
+        .bind(claims.provider_ids)
+        .bind(claims.claim_ids)
+        .bind(claims.member_ids)
+        .bind(claims.household_ids)
+        .bind(claims.inputs)
+        .bind(claims.outcomes)
+        .bind(claims.decisions)
+        .bind(claims.message_ids)
+        .bind(claims.moves)
+        .bind(claims.fingerprints)
+        .bind(claims.reversals)
+        .bind(claims.reversal_message_ids)
+        .bind(rejected.keys)
+        .bind(rejected.decisions)
+        .bind(rejected.message_ids)
+        .bind(outbox.destinations)
+        .bind(outbox.reply_tos)
+        .bind(outbox.routing_keys)
+        .bind(outbox.message_ids)
+        .bind(outbox.correlation_ids)
+        .bind(outbox.bodies)
+        .fetch_all(&mut *connection)
+        .await?;
+        // Its own statement: the head's trigger checks that the entry it points to exists,
+        // which a part of the statement above could not see.
+        if let Some((sequence, hash)) = audit.head {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id")
+                .bind(sequence)
+                .bind(hash)
+                .execute(connection)
+                .await?;
+        }
+        Ok(rows)
+    }
+}
+
+/// The counters the batch changed, with their new values.
+#[derive(Default)]
+struct CounterColumns {
+    kinds: Vec<String>,
+    ids: Vec<String>,
+    counters: Vec<String>,
+    periods: Vec<String>,
+    values: Vec<i64>,
+}
+
+fn counter_columns(batch: &Batch) -> CounterColumns {
+    let mut columns = CounterColumns::default();
     for (key, value) in batch.counters.changes() {
         let (kind, id) = subject_parts(&key.subject);
-        kinds.push(kind.to_owned());
-        ids.push(id.to_owned());
-        counters.push(key.counter.clone());
-        periods.push(key.period.clone());
-        values.push(value);
+        columns.kinds.push(kind.to_owned());
+        columns.ids.push(id.to_owned());
+        columns.counters.push(key.counter.clone());
+        columns.periods.push(key.period.clone());
+        columns.values.push(value);
     }
-    if kinds.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO counters (subject_kind, subject_id, counter, period, value)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
-         ON CONFLICT (subject_kind, subject_id, period, counter) DO UPDATE SET value = excluded.value",
-    )
-    .bind(&kinds)
-    .bind(&ids)
-    .bind(&counters)
-    .bind(&periods)
-    .bind(&values)
-    .execute(connection)
-    .await?;
-    Ok(())
+    columns
 }
 
-async fn write_history(connection: &mut PgConnection, batch: &Batch) -> Result<(), StoreError> {
+/// History rows: the lines' fingerprints.
+#[derive(Default)]
+struct LineColumns {
+    member_ids: Vec<String>,
+    service_dates: Vec<String>,
+    provider_ids: Vec<String>,
+    acts: Vec<String>,
+    charged: Vec<i64>,
+}
+
+impl LineColumns {
+    fn push(&mut self, row: &super::cache::HistoryRow<'_>) {
+        self.member_ids.push(row.member_id.to_owned());
+        self.service_dates.push(row.fingerprint.service_date.to_string());
+        self.provider_ids.push(row.fingerprint.provider_id.to_string());
+        self.acts.push(row.fingerprint.act.to_string());
+        self.charged.push(row.fingerprint.charged.minor_units());
+    }
+}
+
+/// The history rows the batch deletes and inserts (with the claim each inserted line came from).
+#[derive(Default)]
+struct HistoryColumns {
+    deleted: LineColumns,
+    inserted: LineColumns,
+    origin_provider_ids: Vec<String>,
+    origin_claim_ids: Vec<String>,
+}
+
+fn history_columns(batch: &Batch) -> HistoryColumns {
     let (deleted, inserted) = batch.history.changes();
-    if !deleted.is_empty() {
-        // Every row holding a reversed line goes, whatever claim wrote it: the history is a set
-        // of lines, as in the ledger.
-        sqlx::query(
-            "DELETE FROM line_history h
-             USING unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::int8[])
-                   AS d(member_id, service_date, provider_id, act, charged)
-             WHERE h.member_id = d.member_id AND h.service_date = d.service_date
-               AND h.provider_id = d.provider_id AND h.act = d.act AND h.charged = d.charged",
-        )
-        .bind(deleted.iter().map(|row| row.member_id.to_owned()).collect::<Vec<_>>())
-        .bind(deleted.iter().map(|row| row.fingerprint.service_date.to_string()).collect::<Vec<_>>())
-        .bind(deleted.iter().map(|row| row.fingerprint.provider_id.to_string()).collect::<Vec<_>>())
-        .bind(deleted.iter().map(|row| row.fingerprint.act.to_string()).collect::<Vec<_>>())
-        .bind(deleted.iter().map(|row| row.fingerprint.charged.minor_units()).collect::<Vec<_>>())
-        .execute(&mut *connection)
-        .await?;
+    let mut columns = HistoryColumns::default();
+    for row in &deleted {
+        columns.deleted.push(row);
     }
-    if !inserted.is_empty() {
-        sqlx::query(
-            "INSERT INTO line_history
-                 (member_id, service_date, provider_id, act, charged, origin_provider_id, origin_claim_id)
-             SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[])",
-        )
-        .bind(inserted.iter().map(|row| row.member_id.to_owned()).collect::<Vec<_>>())
-        .bind(inserted.iter().map(|row| row.fingerprint.service_date.to_string()).collect::<Vec<_>>())
-        .bind(inserted.iter().map(|row| row.fingerprint.provider_id.to_string()).collect::<Vec<_>>())
-        .bind(inserted.iter().map(|row| row.fingerprint.act.to_string()).collect::<Vec<_>>())
-        .bind(inserted.iter().map(|row| row.fingerprint.charged.minor_units()).collect::<Vec<_>>())
-        .bind(inserted.iter().map(|row| row.origin.0.clone()).collect::<Vec<_>>())
-        .bind(inserted.iter().map(|row| row.origin.1.clone()).collect::<Vec<_>>())
-        .execute(connection)
-        .await?;
+    for row in &inserted {
+        columns.inserted.push(row);
+        columns.origin_provider_ids.push(row.origin.0.clone());
+        columns.origin_claim_ids.push(row.origin.1.clone());
     }
-    Ok(())
+    columns
 }
 
-async fn write_claims(connection: &mut PgConnection, batch: &Batch, placed: &[Placed]) -> Result<(), StoreError> {
+fn claim_columns(batch: &Batch, placed: &[Placed]) -> Result<ClaimColumns, StoreError> {
     let mut columns = ClaimColumns::default();
     for ((provider_id, claim_id), row) in batch.claims.iter().filter(|(_, row)| row.changed) {
         let (decision, message_id) = resolve_text(&row.decision, placed)?;
@@ -178,62 +308,28 @@ async fn write_claims(connection: &mut PgConnection, batch: &Batch, placed: &[Pl
         columns.reversal_message_ids.push(reversal.as_ref().map(|(_, message_id)| (*message_id).to_owned()));
         columns.reversals.push(reversal.map(|(body, _)| body));
     }
-    if columns.provider_ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO claims (provider_id, claim_id, member_id, household_id, input, outcome, decision, message_id,
-                             moves, fingerprints, reversal, reversal_message_id, updated_at)
-         SELECT *, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                     $7::text[]::jsonb[], $8::text[], $9::jsonb[], $10::jsonb[],
-                                     $11::text[]::jsonb[], $12::text[])
-         ON CONFLICT (provider_id, claim_id) DO UPDATE SET
-             member_id = excluded.member_id, household_id = excluded.household_id, input = excluded.input,
-             outcome = excluded.outcome, decision = excluded.decision, message_id = excluded.message_id,
-             moves = excluded.moves, fingerprints = excluded.fingerprints, reversal = excluded.reversal,
-             reversal_message_id = excluded.reversal_message_id, updated_at = excluded.updated_at",
-    )
-    .bind(&columns.provider_ids)
-    .bind(&columns.claim_ids)
-    .bind(&columns.member_ids)
-    .bind(&columns.household_ids)
-    .bind(&columns.inputs)
-    .bind(&columns.outcomes)
-    .bind(&columns.decisions)
-    .bind(&columns.message_ids)
-    .bind(&columns.moves)
-    .bind(&columns.fingerprints)
-    .bind(&columns.reversals)
-    .bind(&columns.reversal_message_ids)
-    .execute(connection)
-    .await?;
-    Ok(())
+    Ok(columns)
 }
 
-/// Remembers the invalid messages first decided in this batch, by the hash of their bytes, and
-/// the messages refused for their submitter, by their bytes and submitter.
-async fn write_rejected(connection: &mut PgConnection, batch: &Batch, placed: &[Placed]) -> Result<(), StoreError> {
-    let (mut keys, mut decisions, mut message_ids) = (Vec::new(), Vec::new(), Vec::new());
+/// The invalid messages first decided in this batch, by the hash of their bytes, and the
+/// messages refused for their submitter, by their bytes and submitter.
+#[derive(Default)]
+struct RejectedColumns {
+    keys: Vec<String>,
+    decisions: Vec<String>,
+    message_ids: Vec<String>,
+}
+
+fn rejected_columns(batch: &Batch, placed: &[Placed]) -> Result<RejectedColumns, StoreError> {
+    let mut columns = RejectedColumns::default();
     for (key, index) in &batch.new_rejected {
         let pending = DecisionRef::Pending(*index);
         let (body, message_id) = resolve_text(&pending, placed)?;
-        keys.push(key.clone());
-        decisions.push(body);
-        message_ids.push(message_id.to_owned());
+        columns.keys.push(key.clone());
+        columns.decisions.push(body);
+        columns.message_ids.push(message_id.to_owned());
     }
-    if keys.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO rejected_messages (body_sha256, decision, message_id)
-         SELECT * FROM unnest($1::text[], $2::text[]::jsonb[], $3::text[])",
-    )
-    .bind(&keys)
-    .bind(&decisions)
-    .bind(&message_ids)
-    .execute(connection)
-    .await?;
-    Ok(())
+    Ok(columns)
 }
 
 /// One array per column of `claims`, for a single `unnest` insert.
