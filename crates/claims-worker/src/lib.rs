@@ -1,10 +1,11 @@
 //! The RabbitMQ worker: consume claims in micro-batches → the store decides and commits each
-//! batch in one transaction → publish the outbox with publisher confirms → mark it published →
-//! acknowledge the batch. No business logic lives here; the store and the pure pipeline decide.
+//! batch in one transaction → publish the outbox with publisher confirms → acknowledge the
+//! batch → mark the outbox published. No business logic lives here; the store and the pure
+//! pipeline decide.
 //!
 //! Reading order: [`topology`] (names and declarations), [`batch`] (micro-batching),
-//! `consume` (one broker session and its two overlapping stages), `handle` (one batch: decide,
-//! publish, ack), `decide` (database retries), [`publish`] (confirms), `relay` (the outbox of a
+//! `consume` (one broker session and its three overlapping stages), `handle` (one batch: decide,
+//! publish, confirm and ack), `decide` (database retries), [`publish`] (confirms), `relay` (the outbox of a
 //! crashed worker), `reload` (the rule pack in force, swapped when a new one is published),
 //! [`metrics`], [`submit`] (the provider side, for `claimctl`).
 //!
