@@ -61,8 +61,10 @@ def registry(scenario):
         "coverages": [{"scheme": "supplementary", "plan": PLAN, "from": f"{year}-01-01", "to": f"{year}-12-31",
                        "waiting_until": None, "suspended": [], "unpaid_months": []}],
     } for person in sc.insurees(scenario)]
+    # "guest": the broker user the bench submits as (RabbitMQ's default). Without it the worker
+    # refuses every claim (CO-208: a provider submits only through its own broker users).
     providers = [{"provider_id": PROVIDER_ID, "agreement": "oibench-price-list", "from": f"{year}-01-01",
-                  "to": None, "attributes": {}}]
+                  "to": None, "attributes": {}, "submitters": ["guest"]}]
     return {"members": members, "providers": providers}
 
 
