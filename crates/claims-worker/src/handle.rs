@@ -164,16 +164,14 @@ pub(crate) async fn acknowledge(shared: &Shared, published: Published) -> Result
     if !last.acker.ack(BasicAckOptions { multiple: true }).await? {
         return Err(WorkerError::ChannelClosed);
     }
-    if !outbox_ids.is_empty() {
-        // Off the batch's path: the mark only spares the relay work. If it fails, the rows stay
-        // pending and the relay sends them again later (same message ids, so downstream drops
-        // the repeats).
-        let store = shared.store.clone();
-        tokio::spawn(async move {
-            if let Err(error) = store.mark_published(&outbox_ids).await {
-                tracing::warn!(%error, rows = outbox_ids.len(), "could not mark outbox rows published");
-            }
-        });
+    // After the ack, so that no claim waits for it; awaited, so that a stopping worker leaves
+    // nothing for the relay. The mark only spares the relay work: if it fails, the rows stay
+    // pending and the relay sends them again later (same message ids, so downstream drops the
+    // repeats).
+    if !outbox_ids.is_empty()
+        && let Err(error) = shared.store.mark_published(&outbox_ids).await
+    {
+        tracing::warn!(%error, rows = outbox_ids.len(), "could not mark outbox rows published");
     }
     let outcomes: Vec<&str> = outcomes.iter().map(String::as_str).collect();
     tracing::info!(
