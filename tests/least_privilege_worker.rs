@@ -10,15 +10,8 @@
 #[expect(dead_code, reason = "shared with tests/worker.rs; this test uses part of it")]
 mod worker_support;
 
-use std::collections::BTreeMap;
-
-use claims_worker::submit::{SubmitOptions, submit};
 use claims_worker::{Config, WorkerError};
-use serde_json::Value;
-use worker_support::{
-    DEADLINE, Fixture, WorkerThread, claims_file, decision_key, french_examples, json, registry_file, rules_dir,
-    without_audit,
-};
+use worker_support::{Fixture, WorkerThread, claims_file, queue_decides_like_embedded, registry_file, rules_dir};
 
 const ROLE: &str = "claims_worker";
 
@@ -38,38 +31,7 @@ async fn the_worker_role_decides_the_french_examples_like_the_embedded_mode() {
     let mut config = fixture.config();
     config.database_url = as_worker(&fixture.database.url);
     let worker = WorkerThread::start(config);
-    let lines = french_examples();
-
-    let mut received = Vec::new();
-    let options = SubmitOptions { wait: true, timeout: DEADLINE };
-    let report = submit(&fixture.amqp_url, &fixture.prefix, &lines, options, |body| received.push(json(body)))
-        .await
-        .unwrap_or_else(|error| panic!("submitting: {error}"));
-    assert!(report.missing.is_empty(), "no decision for {:?}", report.missing);
-    assert_eq!((report.published, report.decisions), (lines.len(), lines.len()));
-
-    let (rules, registry, claims) = (rules_dir(), registry_file(), claims_file());
-    let (code, output) = claims_e2e::claimctl(&[
-        "adjudicate",
-        "--rules",
-        &rules.to_string_lossy(),
-        "--registry",
-        &registry.to_string_lossy(),
-        &claims.to_string_lossy(),
-    ]);
-    assert_eq!(code, 0);
-    let embedded = claims_e2e::decisions(&output);
-    assert_eq!(embedded.len(), lines.len());
-    let mut through_queue: BTreeMap<_, Value> = BTreeMap::new();
-    for decision in received {
-        let key = decision_key(&decision);
-        assert!(through_queue.insert(key.clone(), without_audit(decision)).is_none(), "two decisions for {key:?}");
-    }
-    for expected in embedded {
-        let key = decision_key(&expected);
-        let actual = through_queue.get(&key).unwrap_or_else(|| panic!("no decision through the queue for {key:?}"));
-        assert_eq!(actual, &without_audit(expected), "decision for {key:?}");
-    }
+    queue_decides_like_embedded(&fixture, &registry_file(), &claims_file()).await;
 
     worker.stop().await.unwrap_or_else(|error| panic!("stopping the worker: {error}"));
     // Everything it wrote is in the owner's tables, the outbox relayed and marked.

@@ -11,17 +11,16 @@ use std::collections::BTreeMap;
 
 use claims_domain::accumulators::{CounterKey, Subject};
 use claims_domain::ids::MemberId;
-use claims_worker::submit::{SubmitOptions, submit};
 use claims_worker::{ERROR_HEADER, Topology, declare_topology};
 use futures_util::StreamExt;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 use worker_support::{
-    Client, DEADLINE, Fixture, WorkerThread, claims_file, correlation, decision_key, json, message_id, registry_file,
-    rules_dir, without_audit,
+    Client, DEADLINE, Fixture, WorkerThread, claims_file, correlation, json, message_id, queue_decides_like_embedded,
+    registry_file, rules_dir,
 };
 
 #[tokio::test]
@@ -76,47 +75,6 @@ fn generate(path: &std::path::Path, arguments: &[&str]) {
         .unwrap_or_else(|error| panic!("running python3 examples/fr/generate.py: {error}"));
     assert!(output.status.success(), "generate.py {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
     std::fs::write(path, output.stdout).unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
-}
-
-/// Submits every line of `claims` to the running worker and checks each decision against the
-/// one `claimctl adjudicate` makes with `registry` (audit places aside: the embedded mode has
-/// none).
-async fn queue_decides_like_embedded(fixture: &Fixture, registry: &std::path::Path, claims: &std::path::Path) {
-    let text = std::fs::read_to_string(claims).unwrap_or_else(|error| panic!("reading {}: {error}", claims.display()));
-    let lines: Vec<String> = text.lines().filter(|line| !line.trim().is_empty()).map(str::to_owned).collect();
-
-    let mut received = Vec::new();
-    let options = SubmitOptions { wait: true, timeout: DEADLINE };
-    let report = submit(&fixture.amqp_url, &fixture.prefix, &lines, options, |body| received.push(json(body)))
-        .await
-        .unwrap_or_else(|error| panic!("submitting: {error}"));
-    assert!(report.missing.is_empty(), "no decision for {:?}", report.missing);
-    assert_eq!((report.published, report.decisions), (lines.len(), lines.len()));
-
-    let rules = rules_dir();
-    let (code, output) = claims_e2e::claimctl(&[
-        "adjudicate",
-        "--rules",
-        &rules.to_string_lossy(),
-        "--registry",
-        &registry.to_string_lossy(),
-        &claims.to_string_lossy(),
-    ]);
-    assert_eq!(code, 0);
-    let embedded = claims_e2e::decisions(&output);
-    assert_eq!(embedded.len(), lines.len());
-
-    let mut through_queue: BTreeMap<_, Value> = BTreeMap::new();
-    for decision in received {
-        assert!(decision.get("audit").is_some(), "a stored decision names its audit entry: {decision}");
-        let key = decision_key(&decision);
-        assert!(through_queue.insert(key.clone(), without_audit(decision)).is_none(), "two decisions for {key:?}");
-    }
-    for expected in embedded {
-        let key = decision_key(&expected);
-        let actual = through_queue.get(&key).unwrap_or_else(|| panic!("no decision through the queue for {key:?}"));
-        assert_eq!(actual, &without_audit(expected), "decision for {key:?}");
-    }
 }
 
 /// A GP visit of `member` on `date` (2025 or later: a 2,00 per-visit charge).

@@ -2,7 +2,8 @@
 //! migrated, with the French registry imported; a unique broker prefix; a worker on a thread
 //! of its own; a provider-side client with a private reply queue; cleanup of everything.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use claims_domain::contract::parse_registry;
@@ -10,6 +11,7 @@ use claims_domain::rules::RulePack;
 use claims_rules::RhaiPack;
 use claims_store::Store;
 use claims_testkit::TestDatabase;
+use claims_worker::submit::{SubmitOptions, submit};
 use claims_worker::{Config, Topology, WorkerError};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -286,4 +288,45 @@ pub fn without_audit(mut decision: Value) -> Value {
         object.remove("audit");
     }
     decision
+}
+
+/// Submits every line of `claims` to the running worker and checks each decision against the
+/// one `claimctl adjudicate` makes with `registry` (audit places aside: the embedded mode has
+/// none).
+pub async fn queue_decides_like_embedded(fixture: &Fixture, registry: &Path, claims: &Path) {
+    let text = std::fs::read_to_string(claims).unwrap_or_else(|error| panic!("reading {}: {error}", claims.display()));
+    let lines: Vec<String> = text.lines().filter(|line| !line.trim().is_empty()).map(str::to_owned).collect();
+
+    let mut received = Vec::new();
+    let options = SubmitOptions { wait: true, timeout: DEADLINE };
+    let report = submit(&fixture.amqp_url, &fixture.prefix, &lines, options, |body| received.push(json(body)))
+        .await
+        .unwrap_or_else(|error| panic!("submitting: {error}"));
+    assert!(report.missing.is_empty(), "no decision for {:?}", report.missing);
+    assert_eq!((report.published, report.decisions), (lines.len(), lines.len()));
+
+    let rules = rules_dir();
+    let (code, output) = claims_e2e::claimctl(&[
+        "adjudicate",
+        "--rules",
+        &rules.to_string_lossy(),
+        "--registry",
+        &registry.to_string_lossy(),
+        &claims.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0);
+    let embedded = claims_e2e::decisions(&output);
+    assert_eq!(embedded.len(), lines.len());
+
+    let mut through_queue: BTreeMap<_, Value> = BTreeMap::new();
+    for decision in received {
+        assert!(decision.get("audit").is_some(), "a stored decision names its audit entry: {decision}");
+        let key = decision_key(&decision);
+        assert!(through_queue.insert(key.clone(), without_audit(decision)).is_none(), "two decisions for {key:?}");
+    }
+    for expected in embedded {
+        let key = decision_key(&expected);
+        let actual = through_queue.get(&key).unwrap_or_else(|| panic!("no decision through the queue for {key:?}"));
+        assert_eq!(actual, &without_audit(expected), "decision for {key:?}");
+    }
 }
