@@ -231,8 +231,8 @@ pub(crate) async fn mark_published(pool: &PgPool, outbox_ids: &[i64]) -> Result<
     // Committed without waiting for the disk (the statement's own transaction sets
     // `synchronous_commit = off` before its commit). The mark only spares the relay work: if a
     // crash loses it, the relay publishes those rows again, which consumers already expect
-    // (at-least-once, one `message_id` per decision). Waiting for an fsync here held up every
-    // batch's acknowledgement by a disk flush.
+    // (at-least-once, one `message_id` per decision). Waiting for an fsync here held up the
+    // worker's next acknowledgement by a disk flush.
     sqlx::query(
         "UPDATE outbox SET published_at = now()
          FROM (SELECT set_config('synchronous_commit', 'off', true)) AS without_flush
