@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use claims_store::{Destination, Handled, Incoming};
+use claims_store::{Destination, Handled, Incoming, Store};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -131,15 +131,15 @@ pub(crate) async fn publish_batch(publisher: &Publisher, batch: Decided) -> Resu
     Ok(Some(Published::Sent(Sent { last, batch, pending, outbox_ids, sent_at: sent, outcomes, dead_letters })))
 }
 
-/// Waits for every confirm of a published batch, then acknowledges the whole batch at once and
-/// marks its outbox rows published. Batches must come here in the order they were received: a
-/// `multiple` ack or nack covers every earlier delivery of the channel.
-pub(crate) async fn acknowledge(shared: &Shared, published: Published) -> Result<(), WorkerError> {
+/// Waits for every confirm of a published batch, then acknowledges the whole batch at once;
+/// returns its outbox rows, to [`mark`] published. Batches must come here in the order they
+/// were received: a `multiple` ack or nack covers every earlier delivery of the channel.
+pub(crate) async fn acknowledge(shared: &Shared, published: Published) -> Result<Vec<i64>, WorkerError> {
     let sent = match published {
         Published::HandBack(last) => {
             // Explicit, though closing the channel would have the same effect.
             last.acker.nack(BasicNackOptions { multiple: true, requeue: true }).await?;
-            return Ok(());
+            return Ok(Vec::new());
         }
         Published::Sent(sent) => sent,
     };
@@ -164,15 +164,6 @@ pub(crate) async fn acknowledge(shared: &Shared, published: Published) -> Result
     if !last.acker.ack(BasicAckOptions { multiple: true }).await? {
         return Err(WorkerError::ChannelClosed);
     }
-    // After the ack, so that no claim waits for it; awaited, so that a stopping worker leaves
-    // nothing for the relay. The mark only spares the relay work: if it fails, the rows stay
-    // pending and the relay sends them again later (same message ids, so downstream drops the
-    // repeats).
-    if !outbox_ids.is_empty()
-        && let Err(error) = shared.store.mark_published(&outbox_ids).await
-    {
-        tracing::warn!(%error, rows = outbox_ids.len(), "could not mark outbox rows published");
-    }
     let outcomes: Vec<&str> = outcomes.iter().map(String::as_str).collect();
     tracing::info!(
         batch,
@@ -185,7 +176,16 @@ pub(crate) async fn acknowledge(shared: &Shared, published: Published) -> Result
         reversed = count(&outcomes, "reversed"),
         "batch done"
     );
-    Ok(())
+    Ok(outbox_ids)
+}
+
+/// Marks a batch's outbox rows published. This only spares the relay work: if it fails, the
+/// rows stay pending and the relay sends them again later (same message ids, so downstream
+/// drops the repeats).
+pub(crate) async fn mark(store: Store, outbox_ids: Vec<i64>) {
+    if let Err(error) = store.mark_published(&outbox_ids).await {
+        tracing::warn!(%error, rows = outbox_ids.len(), "could not mark outbox rows published");
+    }
 }
 
 fn count(outcomes: &[&str], outcome: &str) -> usize {
