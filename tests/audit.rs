@@ -4,6 +4,9 @@
 //! the pack on disk was edited, and `--rules` with the edited pack is a what-if; the database's
 //! log exports, verifies and replays, read by the regulator's role alone.
 
+#[path = "recorded_examples.rs"]
+mod recorded_examples;
+
 use std::path::{Path, PathBuf};
 
 use claims_audit::export::{ExportHeader, SourceText};
@@ -268,32 +271,11 @@ fn as_user(url: &str, user: &str) -> String {
 fn the_database_log_exports_verifies_and_replays_read_by_the_regulator_alone() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pack = RhaiPack::load(repo().join("rules/fr")).unwrap();
-    let registry_text = std::fs::read_to_string(repo().join("examples/fr/registry.json")).unwrap();
-    let registry = claims_domain::contract::parse_registry(&registry_text).unwrap();
-    let messages: Vec<String> =
-        std::fs::read_to_string(repo().join("examples/fr/claims.jsonl")).unwrap().lines().map(str::to_owned).collect();
     let (database, store) = runtime.block_on(async {
         let database = claims_testkit::database().await;
         let store = claims_store::Store::connect(&database.url).await.unwrap();
         store.migrate().await.unwrap();
-        use claims_domain::rules::RulePack;
-        store.import_registry(&registry, pack.settings()).await.unwrap();
-        let sources: Vec<(String, String)> =
-            pack.sources().iter().map(|file| (file.path.clone(), file.text.clone())).collect();
-        store.save_rule_pack("fr", pack.version(), &sources).await.unwrap();
-        for batch in messages.chunks(40) {
-            let incoming: Vec<claims_store::Incoming> = batch
-                .iter()
-                .map(|body| claims_store::Incoming {
-                    body: body.clone(),
-                    reply_to: None,
-                    correlation_id: None,
-                    // The demo gateway user the example registry lets submit for every provider.
-                    user_id: Some("guest".to_owned()),
-                })
-                .collect();
-            store.decide(&incoming, &pack).await.unwrap();
-        }
+        recorded_examples::record_french_examples(&store, &pack).await;
         // The regulator's own login, member of claims_regulator (roles are cluster-wide).
         sqlx::query(
             "DO $$ BEGIN

@@ -5,10 +5,12 @@
 //! the recorded decisions and the French rates (DOMAIN.md), and the same impact read from
 //! PostgreSQL (decisions recorded through `Store::decide`) agrees with the file's.
 
+#[path = "recorded_examples.rs"]
+mod recorded_examples;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use claims_domain::rules::RulePack;
 use claims_e2e::{claimctl, copy_dir, decisions, repo, scratch};
 use claims_rules::RhaiPack;
 use serde_json::Value;
@@ -332,31 +334,11 @@ fn impact_from_the_database_agrees_with_the_file() {
     let (audit, _) = adjudicate(&dir);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pack = RhaiPack::load(repo().join("rules/fr")).unwrap();
-    let registry_text = std::fs::read_to_string(repo().join("examples/fr/registry.json")).unwrap();
-    let registry = claims_domain::contract::parse_registry(&registry_text).unwrap();
-    let messages: Vec<String> =
-        std::fs::read_to_string(repo().join("examples/fr/claims.jsonl")).unwrap().lines().map(str::to_owned).collect();
     let database = runtime.block_on(async {
         let database = claims_testkit::database().await;
         let store = claims_store::Store::connect(&database.url).await.unwrap();
         store.migrate().await.unwrap();
-        store.import_registry(&registry, pack.settings()).await.unwrap();
-        let sources: Vec<(String, String)> =
-            pack.sources().iter().map(|file| (file.path.clone(), file.text.clone())).collect();
-        store.save_rule_pack("fr", pack.version(), &sources).await.unwrap();
-        for batch in messages.chunks(40) {
-            let incoming: Vec<claims_store::Incoming> = batch
-                .iter()
-                .map(|body| claims_store::Incoming {
-                    body: body.clone(),
-                    reply_to: None,
-                    correlation_id: None,
-                    // The examples' providers list this broker user among their submitters.
-                    user_id: Some("guest".to_owned()),
-                })
-                .collect();
-            store.decide(&incoming, &pack).await.unwrap();
-        }
+        recorded_examples::record_french_examples(&store, &pack).await;
         store.pool().close().await;
         database
     });

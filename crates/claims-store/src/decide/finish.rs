@@ -86,10 +86,9 @@ pub(super) async fn finish(
 fn resolve<'a>(decision: &'a DecisionRef, placed: &'a [Placed]) -> Result<(&'a Value, &'a str), StoreError> {
     match decision {
         DecisionRef::Stored { body, message_id } => Ok((body, message_id)),
-        DecisionRef::Pending(index) => placed
-            .get(*index)
-            .map(|placed| (&placed.body, placed.message_id.as_str()))
-            .ok_or_else(|| StoreError::Corrupt(format!("batch record {index} was not placed"))),
+        DecisionRef::Pending(index) => {
+            placed_at(placed, *index).map(|placed| (&placed.body, placed.message_id.as_str()))
+        }
     }
 }
 
@@ -98,11 +97,14 @@ fn resolve<'a>(decision: &'a DecisionRef, placed: &'a [Placed]) -> Result<(&'a V
 fn resolve_text<'a>(decision: &'a DecisionRef, placed: &'a [Placed]) -> Result<(String, &'a str), StoreError> {
     match decision {
         DecisionRef::Stored { body, message_id } => Ok((body.to_string(), message_id)),
-        DecisionRef::Pending(index) => placed
-            .get(*index)
-            .map(|placed| (placed.text.clone(), placed.message_id.as_str()))
-            .ok_or_else(|| StoreError::Corrupt(format!("batch record {index} was not placed"))),
+        DecisionRef::Pending(index) => {
+            placed_at(placed, *index).map(|placed| (placed.text.clone(), placed.message_id.as_str()))
+        }
     }
+}
+
+fn placed_at(placed: &[Placed], index: usize) -> Result<&Placed, StoreError> {
+    placed.get(index).ok_or_else(|| StoreError::Corrupt(format!("batch record {index} was not placed")))
 }
 
 /// Everything a batch writes, as one array per column.
