@@ -140,7 +140,8 @@ impl Drop for Deciding {
 }
 
 /// Stage one: collect a batch, start deciding it, pass it on, and start collecting the next
-/// one as soon as this one holds its database locks.
+/// one as soon as this one holds its database locks. The next one is closed early once this
+/// one is decided (`batch::collect`): waiting for company only pays while the database is busy.
 ///
 /// The store takes a batch's locks (its claims, its members' households, the messages it
 /// refuses) before reading anything they protect, and a batch started afterwards that shares
@@ -158,8 +159,9 @@ async fn receive_and_decide(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let settings = shared.config.batch_settings();
+    let mut previous: batch::Previous = None;
     loop {
-        let Collected { items, end } = batch::collect(&mut consumer, settings, stop).await;
+        let Collected { items, end } = batch::collect(&mut consumer, settings, &mut previous, stop).await;
         match end {
             None => {}
             // Stop the flow first, then finish what is in hand; deliveries still buffered are
@@ -173,6 +175,8 @@ async fn receive_and_decide(
         }
         if !items.is_empty() {
             let (locked, is_locked) = oneshot::channel();
+            let (decided, is_decided) = oneshot::channel();
+            previous = Some(is_decided);
             let task = tokio::spawn({
                 let shared = Arc::clone(shared);
                 let mut stop = stop.clone();
@@ -183,7 +187,9 @@ async fn receive_and_decide(
                             let _ = locked.send(());
                         }
                     };
-                    handle::decide_batch(&shared, items, &mut stop, &mut on_locked).await
+                    let outcome = handle::decide_batch(&shared, items, &mut stop, &mut on_locked).await;
+                    let _ = decided.send(());
+                    outcome
                 }
             });
             // A closed receiver means stage two failed; its error is what `try_join!` reports.

@@ -101,7 +101,8 @@ pub struct Config {
     pub prefetch: u16,
     /// Claims per store transaction.
     pub batch_size: usize,
-    /// How long the first claim of a batch waits for company.
+    /// How long the first claim of a batch may wait for company; it waits only while the
+    /// previous batch is still being decided (`batch::collect`).
     pub batch_wait: Duration,
     /// Where to serve `/metrics` and `/health`; `None` serves nothing.
     pub metrics_addr: Option<SocketAddr>,

@@ -94,7 +94,9 @@ async fn relay(
     // Owns the sender: when it ends, the acking stage drains what is left and ends too.
     let collect_and_publish = async move {
         loop {
-            let Collected { items, end } = batch::collect(&mut consumer, settings, &mut stop).await;
+            // No previous batch is ever being decided (the relay decides nothing), so batches are
+            // closed as the worker closes them when its database is free.
+            let Collected { items, end } = batch::collect(&mut consumer, settings, &mut None, &mut stop).await;
             if let Some(BatchEnd::Failed(error)) = end {
                 return Err(anyhow::Error::from(error).context("consuming claims"));
             }
