@@ -136,13 +136,16 @@ pub(crate) async fn decide(
     // broker right after this commit, so the commit must be on disk first. An asynchronous
     // commit lost in a crash would lose claims RabbitMQ has already forgotten.
     //
-    // Custom plans, always: the batch's lookups join parameter arrays (`unnest($1, $2)`) with
-    // tables that grow from empty. A connection's cached generic plan, made while a table was
-    // small, scanned it whole for every batch ever after (no ANALYZE had run to invalidate it):
-    // 400 sequential scans of `line_history` in a 20 000-claim bench. Planning each time reads
-    // the table's current size and the array's real length.
+    // Plans: each statement of a batch is planned once per connection and its plan kept
+    // (`force_generic_plan`), with sequential scans priced out (`enable_seqscan = off`). Every
+    // statement here reads by key (see `PROBE` in `cache`), so the plan that is right for a
+    // table of millions of rows is an index probe, and the kept plan is that one whatever the
+    // table held when it was made. Planning each statement anew (custom plans, as before)
+    // cost more than running it for small batches: 1.1 ms of planning against 0.85 ms of
+    // execution per batch of one claim (pg_stat_statements, paced 250 claims/s).
     sqlx::query(
-        "SELECT set_config('synchronous_commit', 'on', true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+        "SELECT set_config('synchronous_commit', 'on', true), set_config('plan_cache_mode', 'force_generic_plan', true),
+                set_config('enable_seqscan', 'off', true)",
     )
     .execute(&mut *transaction)
     .await?;
