@@ -1,6 +1,7 @@
 //! `claimctl bench` on a tiny load against the real broker and database: every claim gets its
 //! decision in every step, the decisions are the embedded mode's, the JSON has its fields, the
-//! chart is drawn, and the bench leaves no database behind. No figure is asserted: timing is
+//! downstream queues receive every decision and payment message of the worker and of the relay
+//! that repeats the engine's, the chart is drawn, and the bench leaves no database behind. No figure is asserted: timing is
 //! what benchmarks measure, not tests.
 
 use std::collections::BTreeMap;
@@ -64,8 +65,8 @@ fn a_tiny_bench_decides_every_claim_and_reports_every_field() {
     let paced = report["paced"].as_array().unwrap_or_else(|| panic!("no paced runs: {report}"));
     let offered: Vec<u64> = paced.iter().filter_map(|step| step["offered_per_second"].as_u64()).collect();
     assert_eq!(offered, [40, 80]);
-    let steps = [&report["relay"], &report["engine"], &paced[0], &paced[1]];
-    for (step, claims) in steps.into_iter().zip([20, 20, 40, 80]) {
+    let steps = [&report["relay"], &report["relay_with_engine_messages"], &report["engine"], &paced[0], &paced[1]];
+    for (step, claims) in steps.into_iter().zip([20, 20, 20, 40, 80]) {
         assert_eq!((&step["published"], &step["decided"]), (&Value::from(claims), &Value::from(claims)), "{step}");
         let latency = &step["latency_ms"];
         let ordered: Vec<f64> = ["p50", "p95", "p99", "max"].iter().filter_map(|name| latency[name].as_f64()).collect();
@@ -80,6 +81,17 @@ fn a_tiny_bench_decides_every_claim_and_reports_every_field() {
     // The relay answers with bodies as large as the worker's decisions.
     assert!(report["engine"]["mean_reply_bytes"].as_u64().is_some_and(|bytes| bytes > 100), "{report}");
     assert_eq!(report["relay"]["mean_reply_bytes"], report["engine"]["mean_reply_bytes"]);
+    assert!(report["engine_to_relay_with_engine_messages_ratio"].as_f64().is_some_and(|ratio| ratio > 0.0), "{report}");
+
+    // Every decision has its decision/v1 message, and the relay repeats exactly the engine run's;
+    // the downstream queues receive all of them, the paced runs' included.
+    let downstream = &report["downstream"];
+    let count = |name: &str| downstream[name].as_u64().unwrap_or_else(|| panic!("downstream {name}: {report}"));
+    let in_engine_run = count("published_by_worker_in_engine_run");
+    assert!(in_engine_run >= 20, "{report}");
+    assert!(count("published_by_worker") >= in_engine_run + 40 + 80, "the paced runs' decisions: {report}");
+    assert_eq!(count("published_by_relay"), in_engine_run, "{report}");
+    assert_eq!(count("consumed"), count("published_by_worker") + count("published_by_relay"), "{report}");
 
     // The worker's decisions are the embedded mode's on the same generated claims.
     let claims_file = dir.join("claims.jsonl");

@@ -10,7 +10,14 @@
 //!    moment each claim was *due* (so a publisher that falls behind does not hide the delay);
 //! 3. **relay ceiling**: the worker stopped, a relay that only consumes → publishes the reply
 //!    with a confirm → acks, in batches like the worker, on the same queue with the same claims
-//!    and replies as large as the engine's decisions.
+//!    and replies as large as the engine's decisions;
+//! 4. **relay with the engine's messages**: the same relay also publishing, for each claim, the
+//!    decision/v1 and payment messages the worker published for it in step 1 (read from the
+//!    outbox): the engine's broker work without its database and rules.
+//!
+//! Queues bound to the decisions and payments exchanges, drained by consumers in this process,
+//! stand for the systems downstream (`downstream`); without them the broker would drop those
+//! messages on arrival.
 //!
 //! The worker runs as a child process rather than a task in this one: it then has its own
 //! runtime and allocator, its CPU time can be read from `/proc`, and it is exactly what
@@ -18,6 +25,7 @@
 #![expect(clippy::float_arithmetic, reason = "throughputs, latencies and chart coordinates, never money")]
 
 mod chart;
+mod downstream;
 mod load;
 mod relay;
 mod report;
@@ -25,13 +33,15 @@ mod setup;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use claims_worker::{BatchSettings, QueueType, Topology};
 
 use crate::bench::load::{Client, Pace};
-use crate::bench::report::{Machine, Report, Step, cpu_snapshot};
+use crate::bench::relay::Replies;
+use crate::bench::report::{Downstream, Machine, Report, Step, cpu_snapshot};
 use crate::bench::setup::{BenchDatabase, WorkerProcess};
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +90,10 @@ pub struct BenchArgs {
     /// Keep the bench database (its name is printed) instead of dropping it.
     #[arg(long)]
     pub keep: bool,
+    /// Bind no queue to the decisions and payments exchanges, so the broker drops those
+    /// messages on arrival (how figures before the fourth session's were measured).
+    #[arg(long)]
+    pub no_downstream: bool,
 }
 
 /// `quorum` or `classic`, for `--queue-type` (here and on `claimctl worker`).
@@ -149,8 +163,9 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     runtime.block_on(setup::remove_topology(&amqp_url, &topology));
     if args.keep {
         writeln!(out, "kept database {}", database.name)?;
-    } else {
-        runtime.block_on(database.drop())?;
+    } else if let Err(error) = runtime.block_on(database.drop()) {
+        // The figures are worth more than the cleanup: say so and go on to print them.
+        eprintln!("claimctl bench: {error:#}; drop it by hand");
     }
     let report = measured?;
 
@@ -198,6 +213,10 @@ async fn measure(
     paced_claims: &[(u32, Vec<String>)],
 ) -> anyhow::Result<Report> {
     let machine = Machine::read();
+    let downstream = match args.no_downstream {
+        true => None,
+        false => Some(downstream::Downstream::start(amqp_url, topology).await?),
+    };
     let worker = WorkerProcess::start(worker_bin, args, amqp_url, &database.url, topology, WORKER_START_TIMEOUT)?;
     let worker_pid = worker.pid();
 
@@ -205,6 +224,7 @@ async fn measure(
     let before = cpu_snapshot(Some(worker_pid));
     let run = client.run("E", engine_claims, Pace::Saturate, REPLY_IDLE_TIMEOUT).await?;
     let engine = Step::new("engine", None, &run, before.until(&cpu_snapshot(Some(worker_pid))));
+    let announced = Arc::new(database.announced("E").await?);
 
     let mut paced = Vec::new();
     for (rate, claims) in paced_claims {
@@ -220,14 +240,40 @@ async fn measure(
     }
     worker.stop()?;
 
-    eprintln!("relay ceiling: {} claims, replies of {} bytes", engine_claims.len(), run_reply_bytes(&engine));
+    let reply_bytes = run_reply_bytes(&engine);
     let settings =
         BatchSettings { max_size: args.batch_size, max_wait: claims_worker::Config::new("", "", "").batch_wait };
-    let relay = relay::Relay::start(amqp_url, topology, args.prefetch, settings, run_reply_bytes(&engine))?;
-    let before = cpu_snapshot(None);
-    let run = client.run("R", engine_claims, Pace::Saturate, REPLY_IDLE_TIMEOUT).await?;
-    let relay_step = Step::new("relay ceiling", None, &run, before.until(&cpu_snapshot(None)));
-    relay.stop()?;
+    let relay_run = async |name: &str, tag: &str, replies: Replies| -> anyhow::Result<(Step, u64)> {
+        let relay = relay::Relay::start(amqp_url, topology, args.prefetch, settings, replies)?;
+        let before = cpu_snapshot(None);
+        let run = client.run(tag, engine_claims, Pace::Saturate, REPLY_IDLE_TIMEOUT).await?;
+        let step = Step::new(name, None, &run, before.until(&cpu_snapshot(None)));
+        let announced_sent = relay.stop()?;
+        Ok((step, announced_sent))
+    };
+    eprintln!("relay ceiling: {} claims, replies of {reply_bytes} bytes", engine_claims.len());
+    let (relay, _) = relay_run("relay ceiling", "R", Replies { reply_bytes, announced: None }).await?;
+    let announced_count: usize = announced.values().map(Vec::len).sum();
+    eprintln!(
+        "relay with the engine's messages: {} claims, replies and {announced_count} decision and payment messages",
+        engine_claims.len()
+    );
+    let (relay_announced, by_relay) =
+        relay_run("relay, engine msgs", "S", Replies { reply_bytes, announced: Some(announced) }).await?;
+    let by_worker = database.announced_total().await?;
+    let downstream = match downstream {
+        Some(downstream) => {
+            let consumed = downstream.stop(by_worker + by_relay).await?;
+            eprintln!("downstream: {consumed} decision and payment messages consumed");
+            Some(Downstream {
+                consumed,
+                published_by_worker: by_worker,
+                in_engine_run: u64::try_from(announced_count).unwrap_or_default(),
+                published_by_relay: by_relay,
+            })
+        }
+        None => None,
+    };
 
     Ok(Report {
         machine,
@@ -236,7 +282,9 @@ async fn measure(
         batch_size: args.batch_size,
         prefetch: args.prefetch,
         seconds_per_rate: args.seconds,
-        relay: relay_step,
+        downstream,
+        relay,
+        relay_announced,
         engine,
         paced,
     })

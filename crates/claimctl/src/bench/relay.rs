@@ -1,11 +1,19 @@
 //! The relay ceiling: a consumer with the worker's delivery guarantees and nothing else.
-//! Micro-batches as the worker's (same size, same wait, same prefetch), one reply per claim
+//! Micro-batches as the worker's (same size and prefetch, closed the same way), one reply per claim
 //! published persistent with a confirm, one `multiple` ack per batch once every confirm is in;
 //! confirms of batch N are awaited while batch N+1 is collected and published, as the worker
 //! overlaps its stages. No database, no rules, no decision, payment or dead-letter messages.
 //!
+//! Given what the engine announced per claim ([`Replies::announced`]), it also publishes, for
+//! each claim, the decision/v1 and payment messages the worker published for the claim of the
+//! same index: same exchanges, routing keys and sizes. That run is the broker work of the engine
+//! without its database and rules.
+//!
 //! It runs on a runtime (and threads) of its own, so the load generator's runtime does not
 //! schedule it; its CPU time is counted with the bench process's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use claims_worker::Topology;
@@ -19,9 +27,21 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::{mpsc, watch};
 
+use crate::bench::setup::{Announced, AnnouncedTo};
+
+/// What the relay publishes for each claim.
+#[derive(Debug, Clone)]
+pub struct Replies {
+    /// The size of the reply to every claim.
+    pub reply_bytes: usize,
+    /// Besides the reply, what the engine published for the claim whose correlation id ends in
+    /// the same index; `None`: the reply only.
+    pub announced: Option<Arc<HashMap<usize, Vec<Announced>>>>,
+}
+
 pub struct Relay {
     stop: watch::Sender<bool>,
-    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    thread: std::thread::JoinHandle<anyhow::Result<u64>>,
 }
 
 impl Relay {
@@ -31,16 +51,16 @@ impl Relay {
         topology: &Topology,
         prefetch: u16,
         settings: BatchSettings,
-        reply_bytes: usize,
+        replies: Replies,
     ) -> anyhow::Result<Relay> {
         let (stop, stopped) = watch::channel(false);
         let (ready, is_ready) = std::sync::mpsc::channel();
         let amqp_url = amqp_url.to_owned();
-        let queue = topology.submit_queue.clone();
+        let topology = topology.clone();
         let runtime =
             tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the relay's runtime")?;
         let thread = std::thread::spawn(move || {
-            runtime.block_on(relay(&amqp_url, &queue, prefetch, settings, reply_bytes, ready, stopped))
+            runtime.block_on(relay(&amqp_url, &topology, prefetch, settings, replies, ready, stopped))
         });
         match is_ready.recv() {
             Ok(()) => Ok(Relay { stop, thread }),
@@ -53,7 +73,8 @@ impl Relay {
     }
 
     /// Stops consuming once the batch in hand is acknowledged.
-    pub fn stop(self) -> anyhow::Result<()> {
+    /// Returns how many decision and payment messages it published besides the replies.
+    pub fn stop(self) -> anyhow::Result<u64> {
         let _ = self.stop.send(true);
         match self.thread.join() {
             Ok(result) => result,
@@ -64,13 +85,13 @@ impl Relay {
 
 async fn relay(
     amqp_url: &str,
-    queue: &str,
+    topology: &Topology,
     prefetch: u16,
     settings: BatchSettings,
-    reply_bytes: usize,
+    replies: Replies,
     ready: std::sync::mpsc::Sender<()>,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let connect =
         |name: &str| Connection::connect(amqp_url, ConnectionProperties::default().with_connection_name(name.into()));
     let consume_connection = connect("claimctl bench relay consume").await?;
@@ -81,18 +102,27 @@ async fn relay(
     publisher.confirm_select(ConfirmSelectOptions { nowait: false }).await?;
     let mut consumer = channel
         .basic_consume(
-            ShortString::from(queue),
+            ShortString::from(topology.submit_queue.as_str()),
             ShortString::default(),
             BasicConsumeOptions { no_local: false, no_ack: false, exclusive: false, nowait: false },
             FieldTable::default(),
         )
         .await?;
     let _ = ready.send(());
-    let body = reply_body(reply_bytes);
+    let body = reply_body(replies.reply_bytes);
+    // One body per size announced, made once.
+    let announced = replies.announced.unwrap_or_default();
+    let bodies: HashMap<usize, Vec<u8>> =
+        announced.values().flatten().map(|message| (message.bytes, reply_body(message.bytes))).collect();
+    let exchange = |to: AnnouncedTo| match to {
+        AnnouncedTo::Decisions => ShortString::from(topology.decisions_exchange.as_str()),
+        AnnouncedTo::Payments => ShortString::from(topology.payments_exchange.as_str()),
+    };
 
     let (to_ack, mut acking) = mpsc::channel::<(Pending, Delivery)>(1);
     // Owns the sender: when it ends, the acking stage drains what is left and ends too.
     let collect_and_publish = async move {
+        let mut announced_sent = 0_u64;
         loop {
             // No previous batch is ever being decided (the relay decides nothing), so batches are
             // closed as the worker closes them when its database is free.
@@ -109,6 +139,23 @@ async fn relay(
                 if let Some(correlation) = delivery.properties.correlation_id() {
                     properties = properties.with_correlation_id(correlation.clone());
                 }
+                let index = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .and_then(|id| id.as_str().rsplit_once('-'))
+                    .and_then(|(_, index)| index.parse::<usize>().ok());
+                for message in index.and_then(|index| announced.get(&index)).into_iter().flatten() {
+                    let Some(body) = bodies.get(&message.bytes) else { continue };
+                    sends.push(publisher.basic_publish(
+                        exchange(message.exchange),
+                        message.routing_key.as_str().into(),
+                        BasicPublishOptions { mandatory: false, immediate: false },
+                        body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    ));
+                    announced_sent += 1;
+                }
                 sends.push(publisher.basic_publish(
                     ShortString::default(),
                     reply_to,
@@ -124,10 +171,10 @@ async fn relay(
             if let Some(last) = items.into_iter().last()
                 && to_ack.send((pending, last)).await.is_err()
             {
-                return Ok(());
+                return Ok(announced_sent);
             }
             if end.is_some() {
-                return Ok(());
+                return Ok(announced_sent);
             }
         }
     };
@@ -139,12 +186,12 @@ async fn relay(
         anyhow::Ok(())
     };
     let (published, acked) = tokio::join!(collect_and_publish, confirm_and_ack);
-    published?;
+    let announced_sent = published?;
     acked?;
     for connection in [&consume_connection, &publish_connection] {
         let _ = connection.close(200, "relay done".into()).await;
     }
-    Ok(())
+    Ok(announced_sent)
 }
 
 /// A JSON body of exactly `bytes` bytes (at least the braces and key), standing in for a decision.

@@ -268,6 +268,19 @@ impl Machine {
     }
 }
 
+/// The decision/v1 and payment messages of the whole bench run.
+#[derive(Debug)]
+pub struct Downstream {
+    /// Taken from the downstream queues.
+    pub consumed: u64,
+    /// Recorded in the outbox by the worker (engine and paced runs).
+    pub published_by_worker: u64,
+    /// Of those, the engine run's: what the relay with the engine's messages should publish.
+    pub in_engine_run: u64,
+    /// Published by the relay with the engine's messages.
+    pub published_by_relay: u64,
+}
+
 #[derive(Debug)]
 pub struct Report {
     pub machine: Machine,
@@ -276,7 +289,12 @@ pub struct Report {
     pub batch_size: usize,
     pub prefetch: u16,
     pub seconds_per_rate: u32,
+    /// What the queues bound to the decisions and payments exchanges received; `None` when none
+    /// were bound (`--no-downstream`).
+    pub downstream: Option<Downstream>,
     pub relay: Step,
+    /// The relay publishing the engine's decision and payment messages besides the replies.
+    pub relay_announced: Step,
     pub engine: Step,
     pub paced: Vec<Step>,
 }
@@ -284,11 +302,17 @@ pub struct Report {
 impl Report {
     /// Engine throughput as a share of the relay ceiling measured in the same run.
     pub fn ratio(&self) -> f64 {
-        if self.relay.claims_per_second > 0.0 {
-            self.engine.claims_per_second / self.relay.claims_per_second
-        } else {
-            0.0
-        }
+        self.ratio_to(&self.relay)
+    }
+
+    /// Engine throughput as a share of the relay publishing the engine's messages: what the
+    /// database and the rules leave of the broker's best.
+    pub fn ratio_to_announced(&self) -> f64 {
+        self.ratio_to(&self.relay_announced)
+    }
+
+    fn ratio_to(&self, relay: &Step) -> f64 {
+        if relay.claims_per_second > 0.0 { self.engine.claims_per_second / relay.claims_per_second } else { 0.0 }
     }
 
     pub fn all_decided(&self) -> bool {
@@ -296,14 +320,14 @@ impl Report {
     }
 
     fn steps(&self) -> impl Iterator<Item = &Step> {
-        [&self.relay, &self.engine].into_iter().chain(&self.paced)
+        [&self.relay, &self.relay_announced, &self.engine].into_iter().chain(&self.paced)
     }
 
     pub fn print_table(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let machine = &self.machine;
         writeln!(
             out,
-            "{} CPUs ({}), {} GiB, load {} at start; {} work queue, {} members, batch {}, prefetch {}",
+            "{} CPUs ({}), {} GiB, load {} at start; {} work queue, {} members, batch {}, prefetch {}, {}",
             machine.cpus,
             machine.cpu_model,
             machine.memory_gib,
@@ -311,11 +335,16 @@ impl Report {
             self.queue_type,
             self.members,
             self.batch_size,
-            self.prefetch
+            self.prefetch,
+            if self.downstream.is_some() {
+                "decisions and payments consumed downstream"
+            } else {
+                "no downstream queues"
+            }
         )?;
         writeln!(
             out,
-            "{:<16} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}",
+            "{:<20} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}",
             "step", "claims", "decided", "claims/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
         )?;
         for step in self.steps() {
@@ -327,12 +356,13 @@ impl Report {
             );
             writeln!(
                 out,
-                "{:<16} {:>8} {:>8} {:>10.0} {latency}",
+                "{:<20} {:>8} {:>8} {:>10.0} {latency}",
                 step.name, step.published, step.decided, step.claims_per_second
             )?;
         }
         writeln!(out, "engine ÷ relay ceiling: {:.2}", self.ratio())?;
-        for step in [&self.engine, &self.relay] {
+        writeln!(out, "engine ÷ relay with the engine's messages: {:.2}", self.ratio_to_announced())?;
+        for step in [&self.engine, &self.relay, &self.relay_announced] {
             let cpu: Vec<String> =
                 step.cpu_per_claim().iter().map(|(name, micros)| format!("{name} {micros:.0}")).collect();
             writeln!(
@@ -367,10 +397,18 @@ impl Report {
                 "prefetch": self.prefetch,
                 "seconds_per_rate": self.seconds_per_rate,
             },
+            "downstream": self.downstream.as_ref().map(|downstream| json!({
+                "consumed": downstream.consumed,
+                "published_by_worker": downstream.published_by_worker,
+                "published_by_worker_in_engine_run": downstream.in_engine_run,
+                "published_by_relay": downstream.published_by_relay,
+            })),
             "relay": self.relay.to_json(),
+            "relay_with_engine_messages": self.relay_announced.to_json(),
             "engine": self.engine.to_json(),
             "paced": self.paced.iter().map(Step::to_json).collect::<Vec<_>>(),
             "engine_to_relay_ratio": round(self.ratio()),
+            "engine_to_relay_with_engine_messages_ratio": round(self.ratio_to_announced()),
         })
     }
 }

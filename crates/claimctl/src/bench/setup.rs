@@ -1,6 +1,7 @@
 //! What a bench run stands on: generated claims, its own database, its own broker names, and
 //! the worker as a child process.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,7 @@ use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 use sqlx::migrate::MigrateDatabase;
+use sqlx::{Connection as _, PgConnection};
 
 use crate::bench::{BenchArgs, queue_type_name};
 
@@ -100,9 +102,74 @@ impl BenchDatabase {
         }
     }
 
+    /// What the worker published for each claim of the run tagged `tag` besides its reply (its
+    /// decision/v1 and payment messages), by the index in the claim's correlation id
+    /// `<tag>-<index>`. Read from the outbox, where a decision's rows are contiguous and end with
+    /// its reply; call it before the next run adds rows.
+    pub async fn announced(&self, tag: &str) -> anyhow::Result<HashMap<usize, Vec<Announced>>> {
+        let mut connection = PgConnection::connect(&self.url).await.context("connecting to the bench database")?;
+        let rows: Vec<(String, String, i32, Option<String>)> = sqlx::query_as(
+            "SELECT destination, routing_key, octet_length(body), correlation_id FROM outbox ORDER BY id",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .context("reading the outbox of the engine run")?;
+        let _ = connection.close().await;
+        let prefix = format!("{tag}-");
+        let mut announced = HashMap::new();
+        let mut pending = Vec::new();
+        for (destination, routing_key, bytes, correlation_id) in rows {
+            let bytes = usize::try_from(bytes).unwrap_or_default();
+            let exchange = match destination.as_str() {
+                "decisions" => AnnouncedTo::Decisions,
+                "payments" => AnnouncedTo::Payments,
+                _ => {
+                    let index = correlation_id
+                        .as_deref()
+                        .and_then(|id| id.strip_prefix(&prefix))
+                        .and_then(|index| index.parse::<usize>().ok());
+                    if let Some(index) = index {
+                        announced.insert(index, std::mem::take(&mut pending));
+                    }
+                    pending.clear();
+                    continue;
+                }
+            };
+            pending.push(Announced { exchange, routing_key, bytes });
+        }
+        Ok(announced)
+    }
+
+    /// Decision/v1 and payment messages the worker has recorded in the outbox so far.
+    pub async fn announced_total(&self) -> anyhow::Result<u64> {
+        let mut connection = PgConnection::connect(&self.url).await.context("connecting to the bench database")?;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE destination <> 'reply'")
+            .fetch_one(&mut connection)
+            .await
+            .context("counting the outbox")?;
+        let _ = connection.close().await;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     pub async fn drop(self) -> anyhow::Result<()> {
         sqlx::Postgres::force_drop_database(&self.url).await.with_context(|| format!("dropping database {}", self.name))
     }
+}
+
+/// Where an announced message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnouncedTo {
+    Decisions,
+    Payments,
+}
+
+/// One message the worker published for a claim besides the reply: its exchange, routing key
+/// and body size.
+#[derive(Debug, Clone)]
+pub struct Announced {
+    pub exchange: AnnouncedTo,
+    pub routing_key: String,
+    pub bytes: usize,
 }
 
 /// `url` with its database (the path) replaced by `name`, keeping any query string.
@@ -123,6 +190,7 @@ pub async fn remove_topology(amqp_url: &str, topology: &Topology) {
         for queue in [&topology.submit_queue, &topology.dead_queue] {
             let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
         }
+        crate::bench::downstream::remove(&channel, topology).await;
         for (exchange, _) in topology.exchanges() {
             let _ = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
         }
