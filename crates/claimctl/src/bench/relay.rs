@@ -120,6 +120,9 @@ async fn relay(
     };
 
     let (to_ack, mut acking) = mpsc::channel::<(Pending, Delivery)>(1);
+    // Borrowed, not moved into the stage below: a channel closes when its handle is dropped,
+    // and the acking stage may still be waiting for the last batch's confirms on it.
+    let publisher = &publisher;
     // Owns the sender: when it ends, the acking stage drains what is left and ends too.
     let collect_and_publish = async move {
         let mut announced_sent = 0_u64;
