@@ -225,7 +225,7 @@ mod tests {
         let (items, receiver) = mpsc::channel(8);
         let mut source = fed(receiver);
         for item in [1, 2] {
-            items.send(Ok::<i32, ()>(item)).await.unwrap();
+            assert!(items.send(Ok::<i32, ()>(item)).await.is_ok(), "the channel has room");
         }
         let started = Instant::now();
         let batch = collect(&mut source, SETTINGS, &mut None, &mut stop).await;

@@ -21,6 +21,8 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::bench::queue_type_name;
+
 /// Deliveries a downstream consumer may hold unacknowledged.
 const PREFETCH: u16 = 512;
 /// Deliveries acknowledged at once (`multiple`), at most.
@@ -86,11 +88,7 @@ impl Downstream {
 
 async fn declare(channel: &Channel, queue: &str, exchange: &str, queue_type: QueueType) -> Result<(), lapin::Error> {
     let mut arguments = FieldTable::default();
-    let kind = match queue_type {
-        QueueType::Quorum => "quorum",
-        QueueType::Classic => "classic",
-    };
-    arguments.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from(kind)));
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from(queue_type_name(queue_type))));
     channel
         .queue_declare(
             ShortString::from(queue),

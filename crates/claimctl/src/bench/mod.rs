@@ -260,9 +260,9 @@ async fn measure(
     );
     let (relay_announced, by_relay) =
         relay_run("relay, engine msgs", "S", Replies { reply_bytes, announced: Some(announced) }).await?;
-    let by_worker = database.announced_total().await?;
     let downstream = match downstream {
         Some(downstream) => {
+            let by_worker = database.announced_total().await?;
             let consumed = downstream.stop(by_worker + by_relay).await?;
             eprintln!("downstream: {consumed} decision and payment messages consumed");
             Some(Downstream {

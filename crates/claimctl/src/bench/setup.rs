@@ -123,15 +123,16 @@ impl BenchDatabase {
             let exchange = match destination.as_str() {
                 "decisions" => AnnouncedTo::Decisions,
                 "payments" => AnnouncedTo::Payments,
+                // The reply ends the decision's rows: they belong to the claim it answers.
                 _ => {
+                    let rows = std::mem::take(&mut pending);
                     let index = correlation_id
                         .as_deref()
                         .and_then(|id| id.strip_prefix(&prefix))
                         .and_then(|index| index.parse::<usize>().ok());
                     if let Some(index) = index {
-                        announced.insert(index, std::mem::take(&mut pending));
+                        announced.insert(index, rows);
                     }
-                    pending.clear();
                     continue;
                 }
             };
