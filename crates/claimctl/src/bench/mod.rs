@@ -91,7 +91,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub keep: bool,
     /// Bind no queue to the decisions and payments exchanges, so the broker drops those
-    /// messages on arrival (how figures before the fourth session's were measured).
+    /// messages on arrival (the setup of the older figures in BENCHMARKS.md).
     #[arg(long)]
     pub no_downstream: bool,
 }
