@@ -302,15 +302,7 @@ fn adjudicate_embedded(cases: &[Case]) -> Vec<Value> {
     let path = dir.join("hostile.jsonl");
     std::fs::write(&path, input).unwrap_or_else(|error| panic!("{error}"));
     let (rules, registry) = (rules_dir(), registry_file());
-    let (code, output) = claims_e2e::claimctl(&[
-        "adjudicate",
-        "--rules",
-        &rules.to_string_lossy(),
-        "--registry",
-        &registry.to_string_lossy(),
-        &path.to_string_lossy(),
-    ]);
-    assert_eq!(code, 0);
+    let decisions = claims_e2e::adjudicate_embedded(&rules, &registry, &path);
     let _ = std::fs::remove_dir_all(&dir);
-    claims_e2e::decisions(&output)
+    decisions
 }

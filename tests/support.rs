@@ -36,6 +36,21 @@ pub fn decisions(output: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The embedded mode's decisions: `claimctl adjudicate --rules RULES --registry REGISTRY CLAIMS`,
+/// which must exit 0 (every message got its decision, `error` ones included).
+pub fn adjudicate_embedded(rules: &Path, registry: &Path, claims: &Path) -> Vec<serde_json::Value> {
+    let (code, output) = claimctl(&[
+        "adjudicate",
+        "--rules",
+        &rules.to_string_lossy(),
+        "--registry",
+        &registry.to_string_lossy(),
+        &claims.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0, "claimctl adjudicate exit code");
+    decisions(&output)
+}
+
 /// Recursively copies a directory.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|error| panic!("creating {}: {error}", to.display()));

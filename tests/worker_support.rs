@@ -306,16 +306,7 @@ pub async fn queue_decides_like_embedded(fixture: &Fixture, registry: &Path, cla
     assert_eq!((report.published, report.decisions), (lines.len(), lines.len()));
 
     let rules = rules_dir();
-    let (code, output) = claims_e2e::claimctl(&[
-        "adjudicate",
-        "--rules",
-        &rules.to_string_lossy(),
-        "--registry",
-        &registry.to_string_lossy(),
-        &claims.to_string_lossy(),
-    ]);
-    assert_eq!(code, 0);
-    let embedded = claims_e2e::decisions(&output);
+    let embedded = claims_e2e::adjudicate_embedded(&rules, registry, claims);
     assert_eq!(embedded.len(), lines.len());
 
     let mut through_queue: BTreeMap<_, Value> = BTreeMap::new();
