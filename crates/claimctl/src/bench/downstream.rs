@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::bench::queue_type_name;
+use crate::bench::setup::close_connection;
 
 /// Deliveries a downstream consumer may hold unacknowledged.
 const PREFETCH: u16 = 512;
@@ -40,7 +41,7 @@ pub fn queues(topology: &Topology) -> [(String, String); 2] {
 pub struct Downstream {
     connection: Connection,
     stop: watch::Sender<bool>,
-    consumers: JoinSet<anyhow::Result<()>>,
+    consumers: JoinSet<anyhow::Result<Channel>>,
     consumed: Arc<AtomicU64>,
 }
 
@@ -78,10 +79,14 @@ impl Downstream {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.stop.send(true);
+        // The channels are kept until the connection is closed, so they do not close on drop
+        // while it does.
+        let mut channels = Vec::new();
         while let Some(ended) = self.consumers.join_next().await {
-            ended.context("a downstream consumer panicked")??;
+            channels.push(ended.context("a downstream consumer panicked")??);
         }
-        let _ = self.connection.close(200, "bench done".into()).await;
+        close_connection(&self.connection, "bench done").await;
+        drop(channels);
         Ok(self.consumed.load(Ordering::Relaxed))
     }
 }
@@ -113,7 +118,7 @@ async fn drain(
     queue: String,
     mut stop: watch::Receiver<bool>,
     consumed: Arc<AtomicU64>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Channel> {
     channel.basic_qos(PREFETCH, BasicQosOptions { global: false }).await?;
     let mut consumer = channel
         .basic_consume(
@@ -130,7 +135,7 @@ async fn drain(
         }
         consumed.fetch_add(items.len() as u64, Ordering::Relaxed);
         if end.is_some() {
-            return Ok(());
+            return Ok(channel);
         }
     }
 }

@@ -103,7 +103,7 @@ impl Client {
 
     pub async fn close(self) {
         for connection in [&self.publish_connection, &self.reply_connection] {
-            let _ = connection.close(200, "bench done".into()).await;
+            crate::bench::setup::close_connection(connection, "bench done").await;
         }
     }
 

@@ -192,7 +192,7 @@ async fn relay(
     let announced_sent = published?;
     acked?;
     for connection in [&consume_connection, &publish_connection] {
-        let _ = connection.close(200, "relay done".into()).await;
+        crate::bench::setup::close_connection(connection, "relay done").await;
     }
     Ok(announced_sent)
 }

@@ -184,6 +184,16 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// How long closing a broker connection may take at the end of a step.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes `connection`, giving up after [`CLOSE_TIMEOUT`]: a close that never completes (seen
+/// once, with channels closing on drop at the same time) must not hang the bench, and whatever
+/// the broker still holds for the connection goes when this process exits.
+pub async fn close_connection(connection: &Connection, reason: &str) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, reason.into())).await;
+}
+
 /// Deletes the run's queues and exchanges (best effort: a leftover only costs broker memory).
 pub async fn remove_topology(amqp_url: &str, topology: &Topology) {
     let Ok(connection) = Connection::connect(amqp_url, ConnectionProperties::default()).await else { return };
@@ -196,7 +206,7 @@ pub async fn remove_topology(amqp_url: &str, topology: &Topology) {
             let _ = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
         }
     }
-    let _ = connection.close(200, "bench done".into()).await;
+    close_connection(&connection, "bench done").await;
 }
 
 /// `claimctl worker` as a child process, killed if the bench ends without stopping it.
