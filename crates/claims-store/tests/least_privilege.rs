@@ -182,6 +182,8 @@ async fn the_worker_role_can_change_nothing_else() {
         ),
         // The chain's head moves forward through its trigger only; it cannot be removed.
         ("UPDATE audit_head SET seq = 0", "audit_head only moves forward"),
+        // Forward, but to an entry that does not exist (checked after the statement).
+        ("UPDATE audit_head SET seq = seq + 1", "audit_head only moves forward"),
         ("UPDATE audit_head SET id = id", denied),
         ("DELETE FROM audit_head", denied),
         ("TRUNCATE audit_head", denied),

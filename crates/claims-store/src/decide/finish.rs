@@ -1,6 +1,6 @@
 //! The end of a batch: place its new decisions in the audit log, then write audit entries,
-//! counters, line history, claims rows, refused messages and outbox rows in one statement (a
-//! data-modifying `WITH`, one `unnest` per table), move the audit head, and say what to
+//! counters, line history, claims rows, refused messages and outbox rows, and move the audit
+//! head, in one statement (a data-modifying `WITH`, one `unnest` per table), and say what to
 //! publish.
 //!
 //! One statement rather than one per table, because the batch holds the audit head's row lock from placing its entries
@@ -118,8 +118,8 @@ struct Writes {
 }
 
 impl Writes {
-    /// Runs the batch's write statement, then moves the audit head; returns the outbox rows
-    /// inserted.
+    /// Runs the batch's write statement, which also moves the audit head; returns the outbox
+    /// rows inserted.
     ///
     /// Every part reads the snapshot the statement started with, which is what running them one
     /// after the other gave too: the history rows deleted (lines a cancellation reversed) are
@@ -127,6 +127,8 @@ impl Writes {
     /// `unnest`, so no `ON CONFLICT` meets a row twice. Empty arrays write nothing.
     async fn execute(self, connection: &mut PgConnection) -> Result<Vec<InsertedRow>, StoreError> {
         let Writes { audit, counters, history, claims, rejected, outbox } = self;
+        // No new entry (a batch of repeats and refusals): the head stays where it is.
+        let (head_sequence, head_hash) = audit.head.unzip();
         let rows = sqlx::query_as(
             "WITH audit AS (
                  INSERT INTO audit_log (seq, entry, hash)
@@ -167,7 +169,11 @@ impl Writes {
                  INSERT INTO outbox (destination, reply_to, routing_key, message_id, correlation_id, body)
                  SELECT * FROM unnest($36::text[], $37::text[], $38::text[], $39::text[], $40::text[],
                                       $41::bytea[])
-                 RETURNING id, destination, reply_to, message_id)
+                 RETURNING id, destination, reply_to, message_id),
+             -- The head's AFTER trigger checks, once the statement is done, that the entry it
+             -- now names was inserted above (migration 20261206000001).
+             head AS (
+                 UPDATE audit_head SET seq = $42, hash = $43 WHERE id AND $42::int8 IS NOT NULL)
              SELECT id, destination, reply_to, message_id FROM outbox",
         )
         .bind(audit.sequences)
@@ -211,17 +217,10 @@ impl Writes {
         .bind(outbox.message_ids)
         .bind(outbox.correlation_ids)
         .bind(outbox.bodies)
-        .fetch_all(&mut *connection)
+        .bind(head_sequence)
+        .bind(head_hash)
+        .fetch_all(connection)
         .await?;
-        // Its own statement: the head's trigger checks that the entry it points to exists,
-        // which a part of the statement above could not see.
-        if let Some((sequence, hash)) = audit.head {
-            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id")
-                .bind(sequence)
-                .bind(hash)
-                .execute(connection)
-                .await?;
-        }
         Ok(rows)
     }
 }
