@@ -110,13 +110,30 @@ pub fn append_submitted(head: &mut ChainHead, content: &EntryContent<'_>, submit
 
 /// The entry at `head`, without its `hash`.
 fn unchained(head: &ChainHead, content: &EntryContent<'_>) -> Value {
-    let decision = codec::without_audit(content.decision.clone());
-    let effect = content.effect;
+    let [input, registry, counters_before, moves, history, cancels, rules, decision] =
+        content_fields(content.input, content.effect, content.decision);
     codec::object([
         ("format", json!(FORMAT)),
         ("seq", json!(head.next_sequence)),
         ("recorded_at", json!(content.recorded_at)),
-        ("input", json!(content.input)),
+        input,
+        registry,
+        counters_before,
+        moves,
+        history,
+        cancels,
+        rules,
+        decision,
+        ("prev_hash", json!(head.previous_hash)),
+    ])
+}
+
+/// The fields of an entry that do not depend on its place in the chain or on when it is
+/// recorded.
+fn content_fields(input: &str, effect: &Effect, decision: &Value) -> [(&'static str, Value); 8] {
+    let decision = codec::without_audit(decision.clone());
+    [
+        ("input", json!(input)),
         ("registry", codec::registry_to_json(&effect.registry)),
         ("counters_before", codec::counters_to_json(&effect.counters_before)),
         ("moves", codec::moves_to_json(&effect.moves)),
@@ -124,8 +141,72 @@ fn unchained(head: &ChainHead, content: &EntryContent<'_>) -> Value {
         ("cancels", codec::cancels_to_json(effect.cancels.as_ref())),
         ("rules", decision.get("rules").cloned().unwrap_or(Value::Null)),
         ("decision", decision),
-        ("prev_hash", json!(head.previous_hash)),
-    ])
+    ]
+}
+
+/// An entry of a message that came through the broker (as [`append_submitted`] makes), encoded
+/// before its place in the chain is known: every field except `seq`, `recorded_at`,
+/// `prev_hash` and `hash`. A recorder that holds a lock on its chain's head while it appends
+/// (the worker's store) prepares entries before taking it; [`PreparedEntry::place`] then only
+/// encodes those four fields and hashes.
+#[derive(Debug, Clone)]
+pub struct PreparedEntry {
+    /// `(key, encoded value)` of the fields already known.
+    known: Vec<(&'static str, String)>,
+}
+
+/// Prepares the entry [`append_submitted`] would append for this content.
+pub fn prepare_submitted(input: &str, effect: &Effect, decision: &Value, submitted_by: Option<&str>) -> PreparedEntry {
+    let submitted_by = submitted_by.map_or(Value::Null, |user| Value::String(user.to_owned()));
+    let fields = content_fields(input, effect, decision).into_iter().chain([("submitted_by", submitted_by)]);
+    PreparedEntry { known: fields.map(|(key, value)| (key, value.to_string())).collect() }
+}
+
+impl PreparedEntry {
+    /// Places the entry at `head`, recorded at `recorded_at`, and moves the head on. Returns the
+    /// entry as stored: exactly the text of the value [`append_submitted`] returns for the same
+    /// content, head and time.
+    pub fn place(&self, head: &mut ChainHead, recorded_at: &str) -> String {
+        let placed = [
+            ("format", Value::from(FORMAT).to_string()),
+            ("seq", head.next_sequence.to_string()),
+            ("recorded_at", Value::from(recorded_at).to_string()),
+            ("prev_hash", Value::from(head.previous_hash.as_str()).to_string()),
+        ];
+        let mut fields: Vec<(&str, &str)> =
+            self.known.iter().chain(&placed).map(|(key, value)| (*key, value.as_str())).collect();
+        let unhashed = canonical_object(&mut fields);
+        let mut hasher = Sha256::new();
+        hasher.update(head.previous_hash.as_bytes());
+        hasher.update(unhashed.as_bytes());
+        let hash = hex::encode(hasher.finalize());
+        let quoted = Value::from(hash.as_str()).to_string();
+        fields.push(("hash", &quoted));
+        let entry = canonical_object(&mut fields);
+        head.next_sequence += 1;
+        head.previous_hash = hash;
+        entry
+    }
+}
+
+/// The compact JSON object of already encoded values, keys sorted by their bytes (as a
+/// `serde_json` map writes them). The keys are plain ASCII names: nothing to escape.
+fn canonical_object(fields: &mut [(&str, &str)]) -> String {
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let length = fields.iter().map(|(key, value)| key.len() + value.len() + 4).sum::<usize>() + 2;
+    let mut text = String::with_capacity(length);
+    text.push('{');
+    for (index, (key, value)) in fields.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push('"');
+        text.push_str(key);
+        text.push_str("\":");
+        text.push_str(value);
+    }
+    text.push('}');
+    text
 }
 
 /// Hashes `entry` onto the chain: sets its `hash` and moves the head on.
@@ -316,6 +397,38 @@ mod tests {
         // the bytes depend on the order fields were written in.
         let value: Value = serde_json::from_str("{\"b\": [1, {\"z\": \"\\n\", \"y\": null}], \"a\": -2}").unwrap();
         assert_eq!(canonical_bytes(&value), br#"{"a":-2,"b":[1,{"y":null,"z":"\n"}]}"#);
+    }
+
+    #[test]
+    fn a_prepared_entry_is_placed_exactly_as_append_submitted_writes_it() {
+        let effect = effect();
+        let decisions = [
+            json!({"schema": "decision/v1", "outcome": "rejected", "rules": {"pack": "fr", "version": "sha256:x"}}),
+            // An `audit` field is left out of the entry; a decision without `rules` records null.
+            json!({"schema": "decision/v1", "outcome": "complete", "audit": {"seq": 4, "hash": "ab"}, "z": [1, {}]}),
+        ];
+        let inputs = ["{\"claim\": 1}", "line\nbreak, \"quote\", \\ and \u{1} é 🦀", ""];
+        let users = [None, Some("provider-\"7\""), Some("")];
+        let times = ["2026-01-01T00:00:00.000001Z", "a \"time\""];
+        let mut appended = ChainHead::default();
+        let mut placed = ChainHead::default();
+        let mut check = ChainHead::default();
+        let mut count = 0;
+        for decision in &decisions {
+            for input in inputs {
+                for user in users {
+                    for recorded_at in times {
+                        let content = EntryContent { recorded_at, input, effect: &effect, decision };
+                        let want = append_submitted(&mut appended, &content, user).to_string();
+                        let got = prepare_submitted(input, &effect, decision, user).place(&mut placed, recorded_at);
+                        assert_eq!(got, want);
+                        assert_eq!(placed, appended);
+                        count += 1;
+                        assert!(verify_next(&mut check, count, &got).is_ok(), "{got}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! chained in commit order, and the contended row is held for the few milliseconds of the
 //! batch's writes, not for its adjudication.
 
-use claims_audit::{ChainHead, EntryContent};
+use claims_audit::{ChainHead, PreparedEntry};
 use claims_domain::contract::{decision_to_json, with_audit};
 use claims_domain::decision::Decision;
 use claims_domain::ledger::Effect;
@@ -50,13 +50,35 @@ pub(crate) struct AuditRows {
     pub head: Option<(i64, String)>,
 }
 
-/// Locks the head and makes one entry per decision, in order, after it; the caller writes
-/// them (and the new head) before committing.
+/// A decision made ready to be placed before the head is locked: its entry encoded but for its
+/// place in the chain, and its decision/v1 message (without `audit`).
+pub(crate) struct Ready {
+    entry: PreparedEntry,
+    decision: Value,
+}
+
+/// Encodes everything of the batch's entries that does not depend on their place in the chain,
+/// so that the section every batch of every worker waits for (from the head's lock to the
+/// commit) only numbers, hashes and writes them.
+pub(crate) fn prepare(pending: &[Pending<'_>]) -> Vec<Ready> {
+    pending
+        .iter()
+        .map(|item| {
+            let decision = decision_to_json(item.decision);
+            // Every message the store decides came through the broker: the entry says who sent it.
+            let entry = claims_audit::prepare_submitted(item.input, item.effect, &decision, item.submitted_by);
+            Ready { entry, decision }
+        })
+        .collect()
+}
+
+/// Locks the head and places the entries, in order, after it; the caller writes them (and the
+/// new head) before committing.
 pub(crate) async fn place(
     connection: &mut PgConnection,
-    pending: &[Pending<'_>],
+    ready: Vec<Ready>,
 ) -> Result<(Vec<Placed>, AuditRows), StoreError> {
-    if pending.is_empty() {
+    if ready.is_empty() {
         return Ok((Vec::new(), AuditRows::default()));
     }
     let (last_sequence, last_hash): (i64, String) =
@@ -64,25 +86,18 @@ pub(crate) async fn place(
     let last_sequence = u64::try_from(last_sequence)
         .map_err(|_| StoreError::Corrupt(format!("audit_head.seq is negative: {last_sequence}")))?;
     let mut head = ChainHead { next_sequence: last_sequence + 1, previous_hash: last_hash };
-    let mut placed = Vec::with_capacity(pending.len());
+    let mut placed = Vec::with_capacity(ready.len());
     let mut rows = AuditRows {
-        sequences: Vec::with_capacity(pending.len()),
-        entries: Vec::with_capacity(pending.len()),
-        hashes: Vec::with_capacity(pending.len()),
+        sequences: Vec::with_capacity(ready.len()),
+        entries: Vec::with_capacity(ready.len()),
+        hashes: Vec::with_capacity(ready.len()),
         head: None,
     };
-    for item in pending {
-        let decision = decision_to_json(item.decision);
+    for Ready { entry, decision } in ready {
         let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let sequence = head.next_sequence;
-        // Every message the store decides came through the broker: the entry says who sent it.
-        let entry = claims_audit::append_submitted(
-            &mut head,
-            &EntryContent { recorded_at: &recorded_at, input: item.input, effect: item.effect, decision: &decision },
-            item.submitted_by,
-        );
         rows.sequences.push(to_column(sequence)?);
-        rows.entries.push(entry.to_string());
+        rows.entries.push(entry.place(&mut head, &recorded_at));
         rows.hashes.push(head.previous_hash.clone());
         let body = with_audit(decision, sequence, &head.previous_hash);
         placed.push(Placed {

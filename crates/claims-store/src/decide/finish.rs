@@ -32,8 +32,10 @@ pub(super) async fn finish(
             submitted_by: record.user_id.as_deref(),
         })
         .collect();
+    let ready = audit::prepare(&pending);
+    drop(pending);
     // Taken last (after every household lock), held until the commit: see `audit`.
-    let (placed, audit) = audit::place(transaction, &pending).await?;
+    let (placed, audit) = audit::place(transaction, ready).await?;
 
     let mut outgoing: Vec<Vec<OutboxMessage>> = batch
         .records
