@@ -3,6 +3,7 @@
 //! earlier one's moves, as in the embedded ledger), and written back in bulk at the end.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use claims_domain::accumulators::{CounterKey, CounterMove, CounterSource, Subject};
 use claims_domain::date::Date;
@@ -20,6 +21,97 @@ use crate::stored::{subject_from_parts, subject_parts};
 // sequential scan of the whole line history, growing with it. A `LATERAL` subquery behind
 // `OFFSET 0` cannot be merged into a join, so each key is an index probe whatever the table's
 // size or statistics.
+
+/// `(subject_kind, subject_id, counter, period, value)`, as read.
+type CounterRow = (String, String, String, String, i64);
+/// `(member_id, service_date, provider_id, act, charged, origin_provider_id, origin_claim_id)`.
+type HistoryRowRead = (String, String, String, String, i64, String, String);
+
+/// The line history of each wanted member-day, from parameter `$first` on (member ids, dates):
+/// one index probe per member-day (see `PROBE`). `tag` is put before the columns.
+fn history_by_day(first: usize, tag: &str) -> String {
+    let (members, dates) = (first, first + 1);
+    format!(
+        "SELECT {tag}h.member_id, h.service_date::text, h.provider_id, h.act, h.charged,
+                h.origin_provider_id, h.origin_claim_id
+         FROM unnest(${members}::text[], ${dates}::date[]) AS w(member_id, service_date)
+         CROSS JOIN LATERAL (
+             SELECT * FROM line_history h
+             WHERE h.member_id = w.member_id AND h.service_date = w.service_date
+             OFFSET 0) AS h"
+    )
+}
+
+static HISTORY_BY_DAY: LazyLock<String> = LazyLock::new(|| history_by_day(1, ""));
+
+/// Every counter of each wanted `(subject, period)` ($1 to $3: kinds, ids, periods; one index
+/// probe per wanted period, see `PROBE`), then the history of each wanted member-day ($4, $5):
+/// a first column says which read a row answers, and a counter row's last two are null.
+static PRELOAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT true, c.subject_kind, c.subject_id, c.counter, c.period, c.value, NULL::text, NULL::text
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS w(kind, id, period)
+         CROSS JOIN LATERAL (
+             SELECT * FROM counters c
+             WHERE c.subject_kind = w.kind AND c.subject_id = w.id AND c.period = w.period
+             OFFSET 0) AS c
+         UNION ALL
+         {}",
+        history_by_day(4, "false, ")
+    )
+});
+
+/// The batch's first reads under its household locks, in one round trip: every counter of each
+/// wanted `(subject, period)` (an absent row is then zero) and the line history of each wanted
+/// member-day.
+pub(crate) async fn preload(
+    connection: &mut PgConnection,
+    counters: &mut CounterCache,
+    periods: impl IntoIterator<Item = (Subject, String)>,
+    history: &mut HistoryCache,
+    days: impl IntoIterator<Item = (String, Date)>,
+) -> Result<(), StoreError> {
+    let periods = counters.unloaded_periods(periods);
+    let days = history.unloaded_days(days);
+    if periods.is_empty() && days.is_empty() {
+        return Ok(());
+    }
+    let (mut kinds, mut ids, mut period_names) = (Vec::new(), Vec::new(), Vec::new());
+    for (subject, period) in &periods {
+        let (kind, id) = subject_parts(subject);
+        kinds.push(kind.to_owned());
+        ids.push(id.to_owned());
+        period_names.push(period.clone());
+    }
+    let (members, dates) = day_columns(&days);
+    type Row = (bool, String, String, String, String, i64, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(PRELOAD.as_str())
+        .bind(&kinds)
+        .bind(&ids)
+        .bind(&period_names)
+        .bind(&members)
+        .bind(&dates)
+        .fetch_all(connection)
+        .await?;
+    let (mut counter_rows, mut history_rows) = (Vec::new(), Vec::new());
+    for (is_counter, a, b, c, d, number, origin_provider, origin_claim) in rows {
+        if is_counter {
+            counter_rows.push((a, b, c, d, number));
+        } else {
+            let (Some(origin_provider), Some(origin_claim)) = (origin_provider, origin_claim) else {
+                return Err(StoreError::Corrupt(format!("line_history of member {a}: a row without its origin")));
+            };
+            history_rows.push((a, b, c, d, number, origin_provider, origin_claim));
+        }
+    }
+    counters.absorb_periods(periods, counter_rows)?;
+    history.absorb(days, history_rows)
+}
+
+/// `(member ids, dates)` columns of member-days.
+fn day_columns(days: &BTreeSet<(String, Date)>) -> (Vec<String>, Vec<String>) {
+    days.iter().map(|(member, date)| (member.clone(), date.to_string())).unzip()
+}
 
 /// Counter values known to the batch. A key is *covered* when its value is known: loaded
 /// exactly, or its `(subject, period)` was loaded whole (then an absent row means zero).
@@ -41,44 +133,23 @@ impl CounterCache {
         self.values.contains_key(key) || self.whole_periods.contains(&(key.subject.clone(), key.period.clone()))
     }
 
-    /// Loads every counter of each `(subject, period)` not loaded yet.
-    pub(crate) async fn load_periods(
+    /// The wanted `(subject, period)`s not loaded whole yet.
+    fn unloaded_periods(&self, wanted: impl IntoIterator<Item = (Subject, String)>) -> BTreeSet<(Subject, String)> {
+        wanted.into_iter().filter(|pair| !self.whole_periods.contains(pair)).collect()
+    }
+
+    /// Takes in the rows read for `periods`, which are then loaded whole.
+    fn absorb_periods(
         &mut self,
-        connection: &mut PgConnection,
-        wanted: impl IntoIterator<Item = (Subject, String)>,
+        periods: BTreeSet<(Subject, String)>,
+        rows: Vec<CounterRow>,
     ) -> Result<(), StoreError> {
-        let wanted: BTreeSet<(Subject, String)> =
-            wanted.into_iter().filter(|pair| !self.whole_periods.contains(pair)).collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let (mut kinds, mut ids, mut periods) = (Vec::new(), Vec::new(), Vec::new());
-        for (subject, period) in &wanted {
-            let (kind, id) = subject_parts(subject);
-            kinds.push(kind.to_owned());
-            ids.push(id.to_owned());
-            periods.push(period.clone());
-        }
-        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
-            // One index probe per wanted period (see `PROBE`).
-            "SELECT c.subject_kind, c.subject_id, c.counter, c.period, c.value
-             FROM unnest($1::text[], $2::text[], $3::text[]) AS w(kind, id, period)
-             CROSS JOIN LATERAL (
-                 SELECT * FROM counters c
-                 WHERE c.subject_kind = w.kind AND c.subject_id = w.id AND c.period = w.period
-                 OFFSET 0) AS c",
-        )
-        .bind(&kinds)
-        .bind(&ids)
-        .bind(&periods)
-        .fetch_all(connection)
-        .await?;
         for (kind, id, counter, period, value) in rows {
             let key = CounterKey { subject: subject_from_parts(&kind, &id)?, counter, period };
             // A value this batch already changed is newer than the table's.
             self.values.entry(key).or_insert(value);
         }
-        self.whole_periods.extend(wanted);
+        self.whole_periods.extend(periods);
         Ok(())
     }
 
@@ -170,27 +241,23 @@ impl HistoryCache {
         connection: &mut PgConnection,
         wanted: impl IntoIterator<Item = (String, Date)>,
     ) -> Result<(), StoreError> {
-        let wanted: BTreeSet<(String, Date)> = wanted.into_iter().filter(|day| !self.days.contains_key(day)).collect();
+        let wanted = self.unloaded_days(wanted);
         if wanted.is_empty() {
             return Ok(());
         }
-        let members: Vec<String> = wanted.iter().map(|(member, _)| member.clone()).collect();
-        let dates: Vec<String> = wanted.iter().map(|(_, date)| date.to_string()).collect();
-        let rows: Vec<(String, String, String, String, i64, String, String)> = sqlx::query_as(
-            // One index probe per member-day (see `PROBE`).
-            "SELECT h.member_id, h.service_date::text, h.provider_id, h.act, h.charged,
-                    h.origin_provider_id, h.origin_claim_id
-             FROM unnest($1::text[], $2::date[]) AS w(member_id, service_date)
-             CROSS JOIN LATERAL (
-                 SELECT * FROM line_history h
-                 WHERE h.member_id = w.member_id AND h.service_date = w.service_date
-                 OFFSET 0) AS h",
-        )
-        .bind(&members)
-        .bind(&dates)
-        .fetch_all(connection)
-        .await?;
-        for day in wanted {
+        let (members, dates) = day_columns(&wanted);
+        let rows: Vec<HistoryRowRead> =
+            sqlx::query_as(HISTORY_BY_DAY.as_str()).bind(&members).bind(&dates).fetch_all(connection).await?;
+        self.absorb(wanted, rows)
+    }
+
+    fn unloaded_days(&self, wanted: impl IntoIterator<Item = (String, Date)>) -> BTreeSet<(String, Date)> {
+        wanted.into_iter().filter(|day| !self.days.contains_key(day)).collect()
+    }
+
+    /// Takes in the rows read for `days`, which are then loaded.
+    fn absorb(&mut self, days: BTreeSet<(String, Date)>, rows: Vec<HistoryRowRead>) -> Result<(), StoreError> {
+        for day in days {
             self.days.insert(day, Day::default());
         }
         for (member_id, service_date, provider_id, act, charged, origin_provider, origin_claim) in rows {

@@ -287,9 +287,8 @@ impl Batch {
             days.extend(row.fingerprints.iter().map(|line| (row.member_id.clone(), line.service_date)));
             reversed_keys.extend(row.moves.iter().map(|counter_move| counter_move.key.clone()));
         }
-        self.counters.load_periods(connection, periods).await?;
+        cache::preload(connection, &mut self.counters, periods, &mut self.history, days).await?;
         self.counters.load_keys(connection, reversed_keys).await?;
-        self.history.load(connection, days).await?;
         Ok(())
     }
 }
