@@ -84,3 +84,7 @@ fi
 
 step "8. report"
 (cd "$HERE" && "$PYTHON" report.py "$WORK" "$HERE/results/latest.json")
+
+# The results are in results/; the openIMIS database is only kept when a step above failed
+# (to look into it; the next run replaces it).
+psql "$PG_ADMIN_URL/postgres" -q -c "DROP DATABASE IF EXISTS $OI_DB WITH (FORCE)"
