@@ -102,6 +102,8 @@ pub fn append(head: &mut ChainHead, content: &EntryContent<'_>) -> Value {
 /// Appends `content` at `head` for a message that came through the broker, recording
 /// `submitted_by`: the message's broker-validated `user_id`, or `null` when it had none. A
 /// replay checks it against the `submitters` of the recorded provider, as the recorder did.
+/// (The worker's store writes the same entries through [`prepare_submitted`], which is tested
+/// against this one.)
 pub fn append_submitted(head: &mut ChainHead, content: &EntryContent<'_>, submitted_by: Option<&str>) -> Value {
     let mut entry = unchained(head, content);
     entry["submitted_by"] = submitted_by.map_or(Value::Null, |user| Value::String(user.to_owned()));
