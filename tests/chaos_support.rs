@@ -25,6 +25,8 @@ use tokio::time::Instant;
 /// How long the test waits for any one thing (a restart, a recovery, the backlog) before
 /// failing and naming what did not happen.
 pub const WAIT: Duration = Duration::from_secs(90);
+/// How long one connection attempt (or close) to a server that is coming back may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of the run: `CHAOS_RATE` claims a second for `CHAOS_SECONDS` seconds, from the French
 /// generator with `CHAOS_SEED`.
@@ -324,7 +326,7 @@ async fn connect_publisher(amqp_url: &str) -> (Connection, Channel) {
             channel.confirm_select(ConfirmSelectOptions { nowait: false }).await?;
             Ok::<_, lapin::Error>((connection, channel))
         };
-        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
             Ok(Ok(session)) => return session,
             outcome if Instant::now() > deadline => {
                 panic!("the publisher could not reconnect to RabbitMQ within {WAIT:?}: {outcome:?}")
@@ -486,22 +488,30 @@ async fn consume_decisions(
                     () = stopped(&mut stop) => return,
                     () = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
-                match consumer_session(&amqp_url, &exchange, &queue).await {
-                    Ok(session) => {
+                // Bounded: while the broker boots, a connection can be accepted and then never
+                // answered, and an attempt without a limit would wait for it forever.
+                match tokio::time::timeout(CONNECT_TIMEOUT, consumer_session(&amqp_url, &exchange, &queue)).await {
+                    Ok(Ok(session)) => {
                         received.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).reconnects += 1;
                         session
                     }
-                    Err(_) => continue,
+                    _ => continue,
                 }
             }
         };
+        let mut check = tokio::time::interval(Duration::from_secs(1));
         loop {
             let delivery = tokio::select! {
                 () = stopped(&mut stop) => {
-                    let _ = connection.close(200, "test done".into()).await;
+                    let _ = tokio::time::timeout(CONNECT_TIMEOUT, connection.close(200, "test done".into())).await;
                     return;
                 }
                 delivery = consumer.next() => delivery,
+                // A lost connection normally ends the consumer's stream; should it not, this
+                // notices within a second.
+                _ = check.tick() => {
+                    if connection.status().connected() { continue } else { break }
+                }
             };
             let Some(Ok(delivery)) = delivery else { break };
             let message_id = delivery.properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default();
@@ -583,11 +593,8 @@ pub async fn restart_rabbitmq(amqp_url: &str, log: PathBuf) {
         .unwrap_or_else(|error| panic!("restarting RabbitMQ: {error}"));
     let deadline = Instant::now() + WAIT;
     loop {
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(5),
-            Connection::connect(amqp_url, ConnectionProperties::default()),
-        )
-        .await;
+        let attempt =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(amqp_url, ConnectionProperties::default())).await;
         if let Ok(Ok(connection)) = attempt {
             let _ = connection.close(200, "broker is back".into()).await;
             return;
@@ -607,7 +614,7 @@ pub async fn restart_postgres(database_url: &str, log: PathBuf) {
     loop {
         use sqlx::Connection as _;
         if let Ok(Ok(connection)) =
-            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(database_url)).await
+            tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect(database_url)).await
         {
             let _ = connection.close().await;
             return;
