@@ -57,19 +57,14 @@ pub(crate) struct Ready {
     decision: Value,
 }
 
-/// Encodes everything of the batch's entries that does not depend on their place in the chain,
+/// Encodes everything of a decision's entry that does not depend on its place in the chain,
 /// so that the section every batch of every worker waits for (from the head's lock to the
-/// commit) only numbers, hashes and writes them.
-pub(crate) fn prepare(pending: &[Pending<'_>]) -> Vec<Ready> {
-    pending
-        .iter()
-        .map(|item| {
-            let decision = decision_to_json(item.decision);
-            // Every message the store decides came through the broker: the entry says who sent it.
-            let entry = claims_audit::prepare_submitted(item.input, item.effect, &decision, item.submitted_by);
-            Ready { entry, decision }
-        })
-        .collect()
+/// commit) only numbers, hashes and writes it.
+pub(crate) fn prepare(item: &Pending<'_>) -> Ready {
+    let decision = decision_to_json(item.decision);
+    // Every message the store decides came through the broker: the entry says who sent it.
+    let entry = claims_audit::prepare_submitted(item.input, item.effect, &decision, item.submitted_by);
+    Ready { entry, decision }
 }
 
 /// Locks the head and places the entries, in order, after it; the caller writes them (and the

@@ -22,18 +22,18 @@ pub(super) async fn finish(
     batch: Batch,
     plan: Vec<Planned>,
 ) -> Result<Vec<Handled>, StoreError> {
-    let pending: Vec<Pending<'_>> = batch
+    let ready = batch
         .records
         .iter()
-        .map(|record| Pending {
-            input: &record.input,
-            effect: &record.effect,
-            decision: &record.decision,
-            submitted_by: record.user_id.as_deref(),
+        .map(|record| {
+            audit::prepare(&Pending {
+                input: &record.input,
+                effect: &record.effect,
+                decision: &record.decision,
+                submitted_by: record.user_id.as_deref(),
+            })
         })
         .collect();
-    let ready = audit::prepare(&pending);
-    drop(pending);
     // Taken last (after every household lock), held until the commit: see `audit`.
     let (placed, audit) = audit::place(transaction, ready).await?;
 
